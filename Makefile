@@ -1,0 +1,52 @@
+# AuditKeep: `make run` (local collector + query API on Azurite and the simulator) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV := .venv-checkov
+PORT ?= 7071
+
+.PHONY: help install run test test-fast bench lint clean
+
+help:
+	@echo "make run    - collect from the simulator (or a real tenant) into Azurite and serve http://127.0.0.1:$(PORT)"
+	@echo "make test   - the whole test suite (installs what it needs)"
+	@echo "make bench  - ingestion and query benchmarks; numbers go to docs/performance.md"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# checkov lives in its own venv: it pins older versions of packages the app uses.
+$(CHECKOV_VENV)/.installed:
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov>=3.2,<4"
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed
+
+run: install
+	$(PY) -m collector.dev.run --port $(PORT)
+
+test: install $(CHECKOV_VENV)/.installed
+	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+bench: install
+	$(PY) -m collector.dev.bench
+
+lint: install
+	$(PY) -m ruff check collector tests function_app.py
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .run .pytest_cache

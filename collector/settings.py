@@ -1,0 +1,332 @@
+"""Settings: every environment variable AuditKeep reads, its default, and its validation.
+
+The same names are the Function App's app settings (infra/ sets them) and the CLI's environment.
+`Settings.from_env` reports every problem at once in one ConfigError; secrets never appear in
+`repr()`, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+CONTENT_TYPES = (
+    "Audit.AzureActiveDirectory",
+    "Audit.Exchange",
+    "Audit.SharePoint",
+    "Audit.General",
+    "DLP.All",
+)
+DEFAULT_CONTENT_TYPES = CONTENT_TYPES[:4]
+
+AuthMode = Literal["secret", "certificate", "managed_identity"]
+AUTH_MODES: tuple[AuthMode, ...] = ("secret", "certificate", "managed_identity")
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """Hosts of one Microsoft 365 cloud (reference §1.1): the scope always follows the API host."""
+
+    name: str
+    api_url: str
+    login_url: str
+
+    @property
+    def scope(self) -> str:
+        return f"{self.api_url}/.default"
+
+
+CLOUDS = {
+    "commercial": Cloud("commercial", "https://manage.office.com", "https://login.microsoftonline.com"),
+    "gcc": Cloud("gcc", "https://manage-gcc.office.com", "https://login.microsoftonline.com"),
+    "gcchigh": Cloud("gcchigh", "https://manage.office365.us", "https://login.microsoftonline.us"),
+    "dod": Cloud("dod", "https://manage.protection.apps.mil", "https://login.microsoftonline.us"),
+}
+
+DEV_STORAGE = "UseDevelopmentStorage=true"
+
+
+class Secret:
+    """A string that never shows itself in repr/str (so settings can be logged safely)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build with `Settings.from_env(os.environ)`."""
+
+    # --- Management Activity API (needed by `collect`; not by `serve`) ---
+    tenant_id: str = ""  # M365_TENANT_ID: tenant GUID
+    client_id: str = ""  # M365_CLIENT_ID: app registration (or user-assigned identity) client id
+    auth: AuthMode | None = None  # M365_AUTH: secret | certificate | managed_identity (inferred)
+    client_secret: Secret | None = None  # M365_CLIENT_SECRET
+    client_certificate: Secret | None = None  # M365_CLIENT_CERTIFICATE(_PATH): PEM key + certificate
+    cloud: Cloud = CLOUDS["commercial"]  # M365_CLOUD
+    api_url: str = CLOUDS["commercial"].api_url  # M365_API_URL: API root override
+    login_url: str = CLOUDS["commercial"].login_url  # M365_LOGIN_URL: authority host override
+    publisher_id: str = ""  # M365_PUBLISHER_ID: default the tenant id
+    content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES  # M365_CONTENT_TYPES
+    http_timeout_seconds: float = 60.0  # M365_HTTP_TIMEOUT_SECONDS: read timeout of one API call
+
+    # --- Collection ---
+    initial_lookback_hours: float = 168.0  # COLLECT_INITIAL_LOOKBACK_HOURS: first run's backfill (API max 7 d)
+    overlap_minutes: float = 120.0  # COLLECT_OVERLAP_MINUTES: re-listed each run to catch late content
+    max_runtime_seconds: float = 240.0  # COLLECT_MAX_RUNTIME_SECONDS: one timer run's deadline
+    max_dequeue_count: int = 5  # AUDIT_MAX_DEQUEUE_COUNT: attempts before a message goes to poison
+
+    # --- Storage ---
+    storage_connection_string: Secret = field(default_factory=lambda: Secret(DEV_STORAGE))
+    storage_account_name: str = ""  # AUDIT_STORAGE_ACCOUNT_NAME: managed identity mode (Azure)
+    storage_endpoint_suffix: str = "core.windows.net"  # AUDIT_STORAGE_ENDPOINT_SUFFIX
+    managed_identity_client_id: str = ""  # AZURE_CLIENT_ID: user-assigned identity for storage
+    archive_container: str = "audit-archive"  # AUDIT_ARCHIVE_CONTAINER
+    queue_name: str = "audit-content"  # AUDIT_QUEUE_NAME (poison queue: <name>-poison)
+    table_prefix: str = "audit"  # AUDIT_TABLE_PREFIX: index/state table names start with it
+
+    # --- Query API ---
+    query_max_range_days: int = 31  # QUERY_MAX_RANGE_DAYS: without a user/operation filter
+    query_max_export_rows: int = 1_000_000  # QUERY_MAX_EXPORT_ROWS: CSV/NDJSON stream cap
+
+    @property
+    def poison_queue_name(self) -> str:
+        return f"{self.queue_name}-poison"
+
+    @property
+    def uses_managed_identity_storage(self) -> bool:
+        return bool(self.storage_account_name)
+
+    def storage_endpoint(self, service: str) -> str:
+        """https://{account}.{service}.{suffix} for managed-identity mode."""
+        return f"https://{self.storage_account_name}.{service}.{self.storage_endpoint_suffix}"
+
+    @property
+    def scope(self) -> str:
+        return self.cloud.scope
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, require_api: bool = True) -> Settings:
+        """Read and validate settings; raise ConfigError listing every problem.
+
+        ``require_api=False`` is for processes that only query the index (``serve``, HTTP routes).
+        """
+        env = dict(os.environ if environ is None else environ)
+        return _Reader(env).build(require_api=require_api)
+
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+_TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
+
+
+class _Reader:
+    """Collects problems while reading, so that one error lists them all."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.env.get(name, "").strip() or default
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.get(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a number between {low:g} and {high:g}, got {raw!r}")
+            return default
+        if not low <= value <= high:
+            self.problems.append(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+            return default
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.get(name)
+        if not raw:
+            return default
+        if not re.fullmatch(r"[0-9]+", raw) or not low <= int(raw) <= high:
+            self.problems.append(f"{name} must be a whole number between {low} and {high}, got {raw!r}")
+            return default
+        return int(raw)
+
+    def guid(self, name: str, value: str, required: bool) -> str:
+        if not value:
+            if required:
+                self.problems.append(f"{name} is required (a GUID such as 00000000-0000-0000-0000-000000000000)")
+            return ""
+        if not _GUID.match(value):
+            self.problems.append(f"{name} must be a GUID, got {value!r}")
+            return value
+        return str(uuid.UUID(value))
+
+    def https_url(self, name: str, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            self.problems.append(f"{name} must be an https:// URL, got {value!r}")
+        elif parts.path.strip("/") or parts.query:
+            self.problems.append(f"{name} must be a root URL without path or query (e.g. https://host:9443), got {value!r}")
+        return value.rstrip("/")
+
+    def build(self, require_api: bool) -> Settings:
+        cloud_name = self.get("M365_CLOUD", "commercial").lower()
+        cloud = CLOUDS.get(cloud_name)
+        if cloud is None:
+            self.problems.append(f"M365_CLOUD must be one of {', '.join(CLOUDS)}, got {cloud_name!r}")
+            cloud = CLOUDS["commercial"]
+
+        tenant_id = self.guid("M365_TENANT_ID", self.get("M365_TENANT_ID"), required=require_api)
+        auth, client_id, secret, certificate = self.credentials(require_api)
+        publisher_id = self.guid("M365_PUBLISHER_ID", self.get("M365_PUBLISHER_ID"), required=False) or tenant_id
+
+        content_types = self.content_types()
+        api_url = self.https_url("M365_API_URL", self.get("M365_API_URL", cloud.api_url))
+        login_url = self.https_url("M365_LOGIN_URL", self.get("M365_LOGIN_URL", cloud.login_url))
+
+        conn = self.get("AUDIT_STORAGE_CONNECTION_STRING", DEV_STORAGE)
+        account = self.get("AUDIT_STORAGE_ACCOUNT_NAME")
+        if account and not re.fullmatch(r"[a-z0-9]{3,24}", account):
+            self.problems.append(f"AUDIT_STORAGE_ACCOUNT_NAME must be 3-24 lower-case letters and digits, got {account!r}")
+        if not account and "=" not in conn:
+            self.problems.append(
+                "AUDIT_STORAGE_CONNECTION_STRING must be a storage connection string "
+                "(e.g. UseDevelopmentStorage=true), or set AUDIT_STORAGE_ACCOUNT_NAME to use the managed identity"
+            )
+        container = self.get("AUDIT_ARCHIVE_CONTAINER", "audit-archive")
+        if not _CONTAINER.match(container):
+            self.problems.append(f"AUDIT_ARCHIVE_CONTAINER must be a valid container name (3-63 of a-z, 0-9, -), got {container!r}")
+        queue = self.get("AUDIT_QUEUE_NAME", "audit-content")
+        if not _CONTAINER.match(queue) or len(queue) > 56:
+            self.problems.append(f"AUDIT_QUEUE_NAME must be a valid queue name of at most 56 characters (a-z, 0-9, -), got {queue!r}")
+        prefix = self.get("AUDIT_TABLE_PREFIX", "audit")
+        if not _TABLE_PREFIX.match(prefix):
+            self.problems.append(f"AUDIT_TABLE_PREFIX must start with a letter and hold only letters and digits (at most 41), got {prefix!r}")
+
+        settings = Settings(
+            tenant_id=tenant_id,
+            client_id=client_id,
+            auth=auth,
+            client_secret=secret,
+            client_certificate=certificate,
+            cloud=cloud,
+            api_url=api_url,
+            login_url=login_url,
+            publisher_id=publisher_id,
+            content_types=content_types,
+            http_timeout_seconds=self.number("M365_HTTP_TIMEOUT_SECONDS", 60.0, 1, 600),
+            initial_lookback_hours=self.number("COLLECT_INITIAL_LOOKBACK_HOURS", 168.0, 0, 168),
+            overlap_minutes=self.number("COLLECT_OVERLAP_MINUTES", 120.0, 0, 24 * 60),
+            max_runtime_seconds=self.number("COLLECT_MAX_RUNTIME_SECONDS", 240.0, 10, 24 * 3600),
+            max_dequeue_count=self.integer("AUDIT_MAX_DEQUEUE_COUNT", 5, 1, 100),
+            storage_connection_string=Secret(conn),
+            storage_account_name=account,
+            storage_endpoint_suffix=self.get("AUDIT_STORAGE_ENDPOINT_SUFFIX", "core.windows.net"),
+            managed_identity_client_id=self.get("AZURE_CLIENT_ID"),
+            archive_container=container,
+            queue_name=queue,
+            table_prefix=prefix,
+            query_max_range_days=self.integer("QUERY_MAX_RANGE_DAYS", 31, 1, 3660),
+            query_max_export_rows=self.integer("QUERY_MAX_EXPORT_ROWS", 1_000_000, 1, 100_000_000),
+        )
+        if self.problems:
+            raise ConfigError(self.problems)
+        return settings
+
+    def content_types(self) -> tuple[str, ...]:
+        raw = self.get("M365_CONTENT_TYPES")
+        if not raw:
+            return DEFAULT_CONTENT_TYPES
+        known = {ct.lower(): ct for ct in CONTENT_TYPES}
+        result: list[str] = []
+        for item in (part.strip() for part in raw.split(",")):
+            if not item:
+                continue
+            canonical = known.get(item.lower())
+            if canonical is None:
+                self.problems.append(f"M365_CONTENT_TYPES has unknown content type {item!r}; expected some of {', '.join(CONTENT_TYPES)}")
+            elif canonical not in result:
+                result.append(canonical)
+        if not result and not any(p.startswith("M365_CONTENT_TYPES") for p in self.problems):
+            self.problems.append("M365_CONTENT_TYPES must name at least one content type")
+        return tuple(result) or DEFAULT_CONTENT_TYPES
+
+    def credentials(self, require_api: bool) -> tuple[AuthMode | None, str, Secret | None, Secret | None]:
+        mode_raw = self.get("M365_AUTH").lower()
+        secret_raw = self.get("M365_CLIENT_SECRET")
+        cert_path = self.get("M365_CLIENT_CERTIFICATE_PATH")
+        cert_text = self.env.get("M365_CLIENT_CERTIFICATE", "").strip()
+        client_id = self.get("M365_CLIENT_ID")
+
+        certificate: Secret | None = None
+        if cert_path and cert_text:
+            self.problems.append("set only one of M365_CLIENT_CERTIFICATE_PATH and M365_CLIENT_CERTIFICATE")
+        elif cert_path:
+            try:
+                with open(cert_path, encoding="utf-8") as handle:
+                    certificate = Secret(handle.read())
+            except OSError as exc:
+                self.problems.append(f"M365_CLIENT_CERTIFICATE_PATH cannot be read ({exc.strerror}): {cert_path!r}")
+        elif cert_text:
+            certificate = Secret(cert_text.replace("\\n", "\n"))
+        if certificate is not None and certificate.reveal() and "PRIVATE KEY-----" not in certificate.reveal():
+            self.problems.append("the M365 client certificate must be PEM text holding the private key and the certificate")
+        if certificate is not None and certificate.reveal() and "BEGIN CERTIFICATE-----" not in certificate.reveal():
+            self.problems.append("the M365 client certificate PEM holds no certificate (-----BEGIN CERTIFICATE-----)")
+        secret = Secret(secret_raw) if secret_raw else None
+
+        mode: AuthMode | None
+        if mode_raw:
+            if mode_raw not in AUTH_MODES:
+                self.problems.append(f"M365_AUTH must be one of {', '.join(AUTH_MODES)}, got {mode_raw!r}")
+                return None, client_id, secret, certificate
+            mode = mode_raw  # type: ignore[assignment]
+        elif secret and certificate:
+            self.problems.append("both M365_CLIENT_SECRET and a certificate are set: choose one with M365_AUTH")
+            return None, client_id, secret, certificate
+        elif certificate:
+            mode = "certificate"
+        elif secret:
+            mode = "secret"
+        else:
+            mode = "managed_identity"
+
+        if not require_api:
+            return mode, client_id, secret, certificate
+        if mode in ("secret", "certificate"):
+            self.guid("M365_CLIENT_ID", client_id, required=True)
+        elif client_id:
+            self.guid("M365_CLIENT_ID", client_id, required=False)
+        if mode == "secret" and not secret:
+            self.problems.append("M365_AUTH=secret needs M365_CLIENT_SECRET")
+        if mode == "certificate" and certificate is None:
+            self.problems.append("M365_AUTH=certificate needs M365_CLIENT_CERTIFICATE_PATH or M365_CLIENT_CERTIFICATE (PEM key + certificate)")
+        return mode, str(uuid.UUID(client_id)) if _GUID.match(client_id) else client_id, secret, certificate
