@@ -330,3 +330,26 @@ class _Reader:
         if mode == "certificate" and certificate is None:
             self.problems.append("M365_AUTH=certificate needs M365_CLIENT_CERTIFICATE_PATH or M365_CLIENT_CERTIFICATE (PEM key + certificate)")
         return mode, str(uuid.UUID(client_id)) if _GUID.match(client_id) else client_id, secret, certificate
+
+
+# Every environment variable Settings.from_env reads (the infra contract test checks the template against it).
+ENVIRONMENT_VARIABLES = (
+    "M365_TENANT_ID", "M365_CLIENT_ID", "M365_AUTH", "M365_CLIENT_SECRET", "M365_CLIENT_CERTIFICATE_PATH",
+    "M365_CLIENT_CERTIFICATE", "M365_CLOUD", "M365_API_URL", "M365_LOGIN_URL", "M365_PUBLISHER_ID",
+    "M365_CONTENT_TYPES", "M365_HTTP_TIMEOUT_SECONDS",
+    "COLLECT_INITIAL_LOOKBACK_HOURS", "COLLECT_OVERLAP_MINUTES", "COLLECT_MAX_RUNTIME_SECONDS",
+    "AUDIT_MAX_DEQUEUE_COUNT", "AUDIT_STORAGE_CONNECTION_STRING", "AUDIT_STORAGE_ACCOUNT_NAME",
+    "AUDIT_STORAGE_ENDPOINT_SUFFIX", "AZURE_CLIENT_ID", "AUDIT_ARCHIVE_CONTAINER", "AUDIT_QUEUE_NAME",
+    "AUDIT_TABLE_PREFIX", "QUERY_MAX_RANGE_DAYS", "QUERY_MAX_EXPORT_ROWS",
+)
+# Read by function_app.py's bindings rather than by Settings: the timer schedule (%COLLECT_SCHEDULE%)
+# and the queue trigger's identity-based connection `AUDIT_STORAGE` (AUDIT_STORAGE__queueServiceUri,
+# AUDIT_STORAGE__credential, AUDIT_STORAGE__clientId in Azure; a connection string locally).
+BINDING_SETTINGS = ("COLLECT_SCHEDULE", "AUDIT_STORAGE")
+QUEUE_CONNECTION = "AUDIT_STORAGE"
+# What a deployment to Azure must set (the rest have sensible defaults).
+AZURE_REQUIRED_SETTINGS = (
+    "M365_TENANT_ID", "M365_AUTH", "M365_CLOUD", "M365_CONTENT_TYPES", "AUDIT_STORAGE_ACCOUNT_NAME",
+    "AUDIT_STORAGE_ENDPOINT_SUFFIX", "AZURE_CLIENT_ID", "AUDIT_ARCHIVE_CONTAINER", "AUDIT_QUEUE_NAME",
+    "AUDIT_TABLE_PREFIX", "COLLECT_SCHEDULE",
+)
