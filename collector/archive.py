@@ -1,0 +1,89 @@
+"""The raw archive: each content blob exactly as the API returned it, gzip, written once."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContentSettings
+
+from . import keys
+from .errors import NotFoundError
+from .timeutil import format_iso
+
+
+@dataclass(frozen=True)
+class Archived:
+    name: str
+    created: bool  # False: it was already there (a retry, a duplicate message)
+    stored_bytes: int
+
+
+class RawArchive:
+    """Write-once gzip blobs named by content type, contentCreated and contentId."""
+
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self.service = service
+        self.container = service.get_container_client(container)
+
+    def ensure_container(self) -> None:
+        try:
+            self.container.create_container()
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            # In Azure the template creates the container and the identity's role is scoped to it,
+            # so creating it again is refused (403): that is fine as long as it exists.
+            if exc.status_code != 403:
+                raise
+
+    def exists(self, name: str) -> bool:
+        return bool(self.container.get_blob_client(name).exists())
+
+    def put(self, content_type: str, content_id: str, content_created: datetime, body: bytes, records: int) -> Archived:
+        name = keys.archive_blob_name(content_type, content_id, content_created)
+        data = gzip.compress(body, compresslevel=6, mtime=0)  # mtime=0: a retry writes identical bytes
+        blob = self.container.get_blob_client(name)
+        try:
+            blob.upload_blob(
+                data,
+                overwrite=False,  # write-once; under a WORM policy an overwrite would fail anyway
+                content_settings=ContentSettings(content_type="application/json", content_encoding="gzip"),
+                metadata={
+                    "contenttype": content_type,
+                    "contentid": content_id.encode("ascii", "backslashreplace").decode(),
+                    "contentcreated": format_iso(content_created),
+                    "records": str(records),
+                },
+            )
+        except ResourceExistsError:
+            return Archived(name, False, len(data))
+        return Archived(name, True, len(data))
+
+    def read(self, name: str) -> bytes:
+        """The original response body (un-gzipped)."""
+        try:
+            # decompress=False: we want the stored bytes and gunzip them ourselves, the same way
+            # against Azure and Azurite.
+            data = self.container.get_blob_client(name).download_blob(decompress=False).readall()
+        except ResourceNotFoundError as exc:
+            raise NotFoundError(f"archive blob {name!r} does not exist") from exc
+        return gzip.decompress(data)
+
+    def records(self, name: str) -> list[dict[str, Any]]:
+        body = json.loads(self.read(name))
+        return body if isinstance(body, list) else [body]
+
+    def record(self, name: str, position: int, record_id: str) -> dict[str, Any]:
+        """One raw record; checks its Id (falls back to a search of the blob if positions moved)."""
+        rows = self.records(name)
+        if 0 <= position < len(rows) and str(rows[position].get("Id", "")).lower() == record_id.lower():
+            return rows[position]
+        for row in rows:
+            if str(row.get("Id", "")).lower() == record_id.lower():
+                return row
+        raise NotFoundError(f"record {record_id} is not in archive blob {name!r}")

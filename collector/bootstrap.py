@@ -1,0 +1,153 @@
+"""The one place that builds credentials, SDK clients and services from Settings.
+
+One `Services` per process (the Functions worker reuses it across invocations, so msal's token
+cache and the HTTP connection pools live as long as the worker).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from .archive import RawArchive
+from .index import AuditIndex
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .collect import ContentProcessor, ListingService
+    from .ledger import Ledger
+    from .management_api import ManagementApiClient
+    from .queue import ContentQueue
+    from .state import StateStore
+    from .timeutil import Clock
+
+# Storage SDK retries: the default first back-off is 15 s, too long inside a Function run.
+_STORAGE_RETRY: dict[str, Any] = {"retry_total": 4, "initial_backoff": 1, "increment_base": 2}
+
+
+def _storage_credential(settings: Settings) -> Any:
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if settings.managed_identity_client_id:
+        return ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
+    # A developer against real Azure: their az login. EnvironmentCredential is excluded so that an
+    # app secret in the environment never authenticates storage calls by accident.
+    return DefaultAzureCredential(exclude_environment_credential=True)
+
+
+@dataclass
+class Services:
+    """Clients and services built from one Settings; attributes are created on first use."""
+
+    settings: Settings
+    clock: Clock | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def _clock(self) -> Clock:
+        from .timeutil import SystemClock
+
+        return self.clock or SystemClock()
+
+    @cached_property
+    def _credential(self) -> Any:
+        return _storage_credential(self.settings)
+
+    @cached_property
+    def blob_service(self) -> BlobServiceClient:
+        s = self.settings
+        if s.uses_managed_identity_storage:
+            return BlobServiceClient(s.storage_endpoint("blob"), credential=self._credential, **_STORAGE_RETRY)
+        return BlobServiceClient.from_connection_string(s.storage_connection_string.reveal(), **_STORAGE_RETRY)
+
+    @cached_property
+    def table_service(self) -> TableServiceClient:
+        s = self.settings
+        if s.uses_managed_identity_storage:
+            return TableServiceClient(s.storage_endpoint("table"), credential=self._credential, **_STORAGE_RETRY)
+        return TableServiceClient.from_connection_string(s.storage_connection_string.reveal(), **_STORAGE_RETRY)
+
+    @cached_property
+    def queue_service(self) -> QueueServiceClient:
+        s = self.settings
+        if s.uses_managed_identity_storage:
+            return QueueServiceClient(s.storage_endpoint("queue"), credential=self._credential, **_STORAGE_RETRY)
+        return QueueServiceClient.from_connection_string(s.storage_connection_string.reveal(), **_STORAGE_RETRY)
+
+    @cached_property
+    def index(self) -> AuditIndex:
+        return AuditIndex(self.table_service, self.settings.table_prefix, self.settings.tenant_id)
+
+    @cached_property
+    def archive(self) -> RawArchive:
+        return RawArchive(self.blob_service, self.settings.archive_container)
+
+    @cached_property
+    def state(self) -> StateStore:
+        from .state import StateStore
+
+        return StateStore(self.table_service, self.settings.table_prefix, self.settings.tenant_id)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        from .ledger import Ledger
+
+        return Ledger(self.table_service, self.settings.table_prefix)
+
+    @cached_property
+    def queue(self) -> ContentQueue:
+        from .queue import ContentQueue
+
+        return ContentQueue(self.queue_service, self.settings.queue_name)
+
+    @cached_property
+    def api(self) -> ManagementApiClient:
+        if "api" in self.overrides:
+            return self.overrides["api"]  # type: ignore[no-any-return]
+        from .auth import build_token_provider
+        from .management_api import ManagementApiClient
+
+        return ManagementApiClient(self.settings, build_token_provider(self.settings), clock=self._clock())
+
+    @cached_property
+    def listing(self) -> ListingService:
+        from .collect import ListingService
+
+        return ListingService(self.settings, self.api, self.queue, self.ledger, self.state, clock=self._clock())
+
+    @cached_property
+    def processor(self) -> ContentProcessor:
+        from .collect import ContentProcessor
+
+        return ContentProcessor(self.settings, self.api, self.archive, self.index, self.ledger, clock=self._clock())
+
+    def ensure_storage(self) -> None:
+        """Create the container, queues and state table if missing (the Bicep template creates them in Azure)."""
+        self.archive.ensure_container()
+        self.queue.ensure()
+        self.state.ensure()
+
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+
+def services(*, require_api: bool = True) -> Services:
+    """The process-wide Services, built from the environment on first use."""
+    global _services
+    with _lock:
+        if _services is None:
+            _services = Services(Settings.from_env(require_api=require_api))
+        return _services
+
+
+def set_services(value: Services | None) -> None:
+    """Test hook: make `services()` return `value` (None rebuilds from the environment next time)."""
+    global _services
+    with _lock:
+        _services = value

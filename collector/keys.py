@@ -1,0 +1,125 @@
+"""Deterministic names and keys for the archive, index, ledger and state (pure logic).
+
+The layout is specified in docs/architecture.md ("Storage layout"); this module is its only
+implementation. Same input, same key: every retry rewrites the same blob and the same entities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+
+INV_BASE = 9_999_999_999
+SHARDS = 16
+HASH_LEN = 16
+VIEWS = ("t", "u", "o", "i")
+
+# Characters Table keys may not hold (plus `%`, our escape, and `_`, our org separator); blob
+# names get the same treatment so a contentId is always one path segment.
+_UNSAFE = re.compile(r"[%/\\#?_\x00-\x1f\x7f]")
+_UNSAFE_BLOB = re.compile(r"[%/\\#?\x00-\x1f\x7f]")
+
+
+def escape_key(text: str) -> str:
+    return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", text)
+
+
+def unescape_key(text: str) -> str:
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), text)
+
+
+def epoch(value: datetime) -> int:
+    return int(value.astimezone(UTC).timestamp())
+
+
+def inv(value: datetime) -> int:
+    """Inverted epoch seconds: ascending keys = newest first."""
+    return INV_BASE - epoch(value)
+
+
+def from_inv(number: int) -> datetime:
+    return datetime.fromtimestamp(INV_BASE - number, UTC)
+
+
+def kid(record_id: str) -> str:
+    return escape_key(record_id.lower())
+
+
+def org_suffix(organization_id: str, tenant_id: str) -> str:
+    """Empty for the deployment's own tenant (the usual case); `_org` keeps other orgs apart.
+
+    The dedupe key is (OrganizationId, Id): the suffix makes it so without spending key bytes on
+    the one organization every record of a single-tenant deployment shares.
+    """
+    org = organization_id.lower()
+    return "" if not org or org == tenant_id.lower() else "_" + escape_key(org)
+
+
+def order_key(when: datetime, record_id: str, organization_id: str, tenant_id: str) -> str:
+    """Global newest-first order of index rows, the same in every view; query cursors use it."""
+    return f"{inv(when):010d}{kid(record_id)}{org_suffix(organization_id, tenant_id)}"
+
+
+def split_order_key(key: str) -> tuple[datetime, str, str | None]:
+    """order key → (time, record id, organization id or None for the tenant's own)."""
+    when = from_inv(int(key[:10]))
+    rest = key[10:]
+    ident, _, org = rest.partition("_")
+    return when, unescape_key(ident), (unescape_key(org) if org else None)
+
+
+def value_hash(value: str) -> str:
+    return hashlib.sha256(value.casefold().encode("utf-8")).hexdigest()[:HASH_LEN]
+
+
+def shard(value_digest: str) -> str:
+    return f"{int(value_digest[:8], 16) % SHARDS:02d}"
+
+
+def month_of(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y%m")
+
+
+def table_name(prefix: str, view: str, month: str) -> str:
+    return f"{prefix}{view}{month}"
+
+
+def hour_partition(when: datetime) -> str:
+    """Time-view partition: one per hour, inverted within the month so newer hours sort first."""
+    when = when.astimezone(UTC)
+    return f"{31 - when.day:02d}{23 - when.hour:02d}"
+
+
+def months_newest_first(start: datetime, end: datetime) -> list[str]:
+    """Calendar months (yyyyMM) overlapping [start, end), newest first."""
+    last = (end - timedelta(microseconds=1)).astimezone(UTC)
+    year, month = last.year, last.month
+    first = start.astimezone(UTC)
+    months: list[str] = []
+    while (year, month) >= (first.year, first.month):
+        months.append(f"{year:04d}{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return months
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    year, mon = int(month[:4]), int(month[4:])
+    start = datetime(year, mon, 1, tzinfo=UTC)
+    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def archive_blob_name(content_type: str, content_id: str, content_created: datetime) -> str:
+    created = content_created.astimezone(UTC)
+    stamp = created.strftime("%Y%m%dT%H%M%S") + f"{created.microsecond // 1000:03d}Z"
+    safe_id = _UNSAFE_BLOB.sub(lambda m: f"%{ord(m.group()):02X}", content_id)
+    return f"{content_type}/{created:%Y/%m/%d/%H}/{stamp}_{safe_id}.json.gz"
+
+
+def ledger_table(prefix: str, content_created: datetime) -> str:
+    return f"{prefix}ledger{content_created.astimezone(UTC):%Y%m%d}"
+
+
+def state_table(prefix: str) -> str:
+    return f"{prefix}state"

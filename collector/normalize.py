@@ -1,0 +1,181 @@
+"""Raw audit record → the twelve normalized fields of the index (pure logic, reference §8).
+
+Records are schema-drifting JSON: fields may be missing, typed differently per workload, or hold
+IPs with ports and brackets (§8.5). Normalization never rejects a record: the raw archive keeps
+every byte, and the index gets the best reading we can make.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .timeutil import format_record_time, parse_time
+
+FIELDS = (
+    "id", "time", "user", "operation", "object", "result", "clientIp", "userAgent",
+    "workload", "recordType", "contentType", "organizationId",
+)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One record's normalized fields, in the order of the query API's records."""
+
+    id: str
+    time: str  # YYYY-MM-DDTHH:MM:SSZ
+    user: str
+    operation: str
+    object: str
+    result: str
+    clientIp: str  # noqa: N815 - the API's field name
+    userAgent: str  # noqa: N815
+    workload: str
+    recordType: int | None  # noqa: N815
+    contentType: str  # noqa: N815
+    organizationId: str  # noqa: N815
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in FIELDS}
+
+    @property
+    def when(self) -> datetime:
+        return parse_time(self.time)
+
+
+_RESULTS = {
+    "succeeded": "Succeeded", "success": "Succeeded", "true": "Succeeded",
+    "failed": "Failed", "failure": "Failed", "false": "Failed",
+    "partiallysucceeded": "PartiallySucceeded",
+}
+
+
+def normalize_result(value: Any) -> str:
+    text = _text(value)
+    return _RESULTS.get(text.lower(), text) if text else ""
+
+
+_BRACKETED = re.compile(r"^\[([^\]]*)\](?::\d+)?$")
+_V4_PORT = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3}):\d+$")
+_HOST_PORT = re.compile(r"^([^:\s]+):\d+$")
+
+
+def normalize_ip(value: Any) -> str:
+    """`[2001:db8::5]:443` → `2001:db8::5`, `203.0.113.7:5123` → `203.0.113.7` (§8.5)."""
+    text = _text(value)
+    if not text:
+        return ""
+    match = _BRACKETED.match(text)
+    if match:
+        return match.group(1)
+    match = _V4_PORT.match(text) or _HOST_PORT.match(text)
+    if match:
+        return match.group(1)
+    return text  # bare IPv6 (several colons), IPv4, or something odd kept as given
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _first(*values: Any) -> str:
+    for value in values:
+        text = _text(value)
+        if text:
+            return text
+    return ""
+
+
+def _named(items: Any, name: str) -> Any:
+    """Value of the `{"Name": name, "Value": ...}` item in a list such as ExtendedProperties."""
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict) and str(item.get("Name", "")).lower() == name.lower():
+                return item.get("Value")
+    return None
+
+
+def _get(record: dict[str, Any], *path: Any) -> Any:
+    value: Any = record
+    for step in path:
+        if isinstance(step, int):
+            value = value[step] if isinstance(value, list) and len(value) > step else None
+        else:
+            value = value.get(step) if isinstance(value, dict) else None
+        if value is None:
+            return None
+    return value
+
+
+def fallback_object(record: dict[str, Any]) -> str:
+    """The object of a record that has no ObjectId (documented in docs/normalization.md)."""
+    workload = _text(record.get("Workload")).lower()
+    if workload == "exchange":
+        return _first(_get(record, "Item", "ParentFolder", "Path"), _get(record, "Folders", 0, "Path"),
+                      record.get("MailboxOwnerUPN"), record.get("MailboxGuid"))
+    if workload in ("sharepoint", "onedrive"):
+        site = _text(record.get("SiteUrl"))
+        path = "/".join(p for p in (_text(record.get("SourceRelativeUrl")), _text(record.get("SourceFileName"))) if p)
+        return (site.rstrip("/") + "/" + path) if site and path else _first(site, path, record.get("ListUrl"))
+    if workload == "azureactivedirectory":
+        return _first(_get(record, "Target", 0, "ID"))
+    if workload == "microsoftteams":
+        return _first(record.get("TeamName"), record.get("ChannelName"), record.get("TeamGuid"))
+    if workload == "powerbi":
+        return _first(record.get("ItemName"), record.get("DatasetName"), record.get("WorkSpaceName"))
+    if _text(record.get("Operation")).lower().startswith("dlp"):
+        return _first(_get(record, "SharePointMetaData", "FilePathUrl"), _get(record, "ExchangeMetaData", "Subject"),
+                      _get(record, "EndpointMetaData", "SourceLocation"), _get(record, "PolicyDetails", 0, "PolicyName"))
+    return _first(record.get("ItemName"), record.get("ObjectName"), _get(record, "Item", "Id"))
+
+
+def record_id(record: dict[str, Any]) -> str:
+    """The record's `Id`; a record without one gets a stable id derived from its content."""
+    text = _text(record.get("Id"))
+    if text:
+        return text
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return f"sha256-{digest[:32]}"
+
+
+def record_time(record: dict[str, Any], fallback: datetime) -> datetime:
+    """`CreationTime` as UTC; a record without a readable one is placed at its blob's contentCreated."""
+    try:
+        return parse_time(_text(record.get("CreationTime")))
+    except ValueError:
+        return fallback
+
+
+def normalize(record: dict[str, Any], content_type: str, content_created: datetime) -> AuditEntry:
+    record_type = record.get("RecordType")
+    try:
+        rt: int | None = int(record_type) if record_type is not None and not isinstance(record_type, bool) else None
+    except (TypeError, ValueError):
+        rt = None
+    return AuditEntry(
+        id=record_id(record),
+        time=format_record_time(record_time(record, content_created)),
+        user=_text(record.get("UserId")),
+        operation=_text(record.get("Operation")),
+        object=_first(record.get("ObjectId")) or fallback_object(record),
+        result=normalize_result(record.get("ResultStatus")),
+        clientIp=normalize_ip(_first(record.get("ClientIP"), record.get("ClientIPAddress"), record.get("ActorIpAddress"))),
+        userAgent=_first(record.get("UserAgent"), _named(record.get("ExtendedProperties"), "UserAgent"),
+                         record.get("ClientInfoString")),
+        workload=_text(record.get("Workload")),
+        recordType=rt,
+        contentType=content_type,
+        organizationId=_text(record.get("OrganizationId")),
+    )
