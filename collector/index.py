@@ -10,6 +10,7 @@ after an order key; the query layer merges and filters them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -119,10 +120,8 @@ class AuditIndex:
     def ensure_table(self, name: str) -> None:
         if name in self._tables:
             return
-        try:
+        with contextlib.suppress(ResourceExistsError):
             self.service.create_table(name)
-        except ResourceExistsError:
-            pass
         with self._lock:
             self._tables.add(name)
 

@@ -159,6 +159,12 @@ def record_time(record: dict[str, Any], fallback: datetime) -> datetime:
 
 
 def normalize(record: dict[str, Any], content_type: str, content_created: datetime) -> AuditEntry:
+    return normalize_record(record, content_type, content_created)[0]
+
+
+def normalize_record(record: dict[str, Any], content_type: str, content_created: datetime) -> tuple[AuditEntry, datetime]:
+    """The entry and its event time (the index keys on the time; parsing it once is cheaper)."""
+    when = record_time(record, content_created)
     record_type = record.get("RecordType")
     try:
         rt: int | None = int(record_type) if record_type is not None and not isinstance(record_type, bool) else None
@@ -166,7 +172,7 @@ def normalize(record: dict[str, Any], content_type: str, content_created: dateti
         rt = None
     return AuditEntry(
         id=record_id(record),
-        time=format_record_time(record_time(record, content_created)),
+        time=format_record_time(when),
         user=_text(record.get("UserId")),
         operation=_text(record.get("Operation")),
         object=_first(record.get("ObjectId")) or fallback_object(record),
@@ -178,4 +184,4 @@ def normalize(record: dict[str, Any], content_type: str, content_created: dateti
         recordType=rt,
         contentType=content_type,
         organizationId=_text(record.get("OrganizationId")),
-    )
+    ), when
