@@ -54,7 +54,12 @@ class ContentQueue:
         self.queue.delete_message(message)
 
     def depth(self) -> int:
-        return int(self.queue.get_queue_properties().approximate_message_count or 0)
+        try:
+            return int(self.queue.get_queue_properties().approximate_message_count or 0)
+        except HttpResponseError as exc:
+            if exc.status_code == 404:
+                return 0
+            raise
 
     def poison_depth(self) -> int:
         try:

@@ -1,0 +1,156 @@
+"""Command line: `python -m collector collect | simulate | serve | replay-poison | prune-index`.
+
+Configuration or authentication failures end with one clear line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from .errors import AuthError, CollectorError, ConfigError, FatalApiError
+
+EXIT_CONFIG = 2
+EXIT_AUTH = 3
+EXIT_API = 4
+EXIT_PARTIAL = 1
+
+
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+    def say(line: str) -> None:
+        if not quiet:
+            print(f"[{datetime.now(UTC):%H:%M:%S}] {line}", file=sys.stderr, flush=True)
+    return say
+
+
+def run_cycle(services, *, workers: int, quiet: bool) -> bool:  # type: ignore[no-untyped-def]
+    """One full cycle in-process: list and queue, then drain the queue with the queue function's code."""
+    from .collect import drain
+
+    say = _progress(quiet)
+    services.ensure_storage()
+    report = services.listing.run(progress=say)
+    for t in report.types:
+        lost = f", content LOST {t.lost}" if t.lost else ""
+        err = f", ERROR {t.error}" if t.error else ""
+        say(f"{t.content_type}: {t.windows_done}/{t.windows} windows, {t.listed} listed, {t.queued} queued, "
+            f"{t.already_known} already known, {t.expired} expired{lost}{err}")
+    result = drain(services.queue, services.processor, workers=workers, progress=say)
+    say(f"cycle done: {result.processed} blobs, {result.records:,} records, {result.entities:,} index entities, "
+        f"{result.failed_attempts} failed attempts, {result.poisoned} poisoned, outcomes {result.outcomes}")
+    return report.ok and result.poisoned == 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .bootstrap import Services
+    from .settings import Settings
+
+    services = Services(Settings.from_env())
+    ok = run_cycle(services, workers=args.workers, quiet=args.quiet)
+    while args.interval:
+        time.sleep(args.interval)
+        try:
+            ok = run_cycle(services, workers=args.workers, quiet=args.quiet)
+        except (AuthError, FatalApiError):
+            raise
+        except CollectorError as exc:  # keep looping through transient trouble; it is in the state
+            print(f"collect: cycle failed: {exc}", file=sys.stderr)
+            ok = False
+    return 0 if ok else EXIT_PARTIAL
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .bootstrap import Services
+    from .serve import serve
+    from .settings import Settings
+
+    services = Services(Settings.from_env(require_api=False))
+    serve(services, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_replay_poison(args: argparse.Namespace) -> int:
+    from .bootstrap import Services
+    from .settings import Settings
+
+    services = Services(Settings.from_env(require_api=False))
+    moved = services.queue.replay_poison(limit=args.limit)
+    print(f"moved {moved} message(s) from {services.queue.poison.queue_name} back to {services.queue.name}")
+    return 0
+
+
+def cmd_prune_index(args: argparse.Namespace) -> int:
+    from .bootstrap import Services
+    from .settings import Settings
+
+    if not (len(args.before) == 7 and args.before[4] == "-" and args.before.replace("-", "").isdigit()):
+        raise ConfigError([f"--before must be a month as YYYY-MM, got {args.before!r}"])
+    cutoff = args.before.replace("-", "")
+    services = Services(Settings.from_env(require_api=False))
+    months = [m for m in services.index.months() if m < cutoff]
+    for month in months:
+        if args.dry_run:
+            print(f"would drop index month {month}")
+        else:
+            print(f"dropped {', '.join(services.index.drop_month(month))}")
+    if not months:
+        print(f"no index months before {args.before}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m collector", description="AuditKeep collector")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    collect = sub.add_parser("collect", help="run one full cycle in-process: list, queue, drain the queue")
+    collect.add_argument("--workers", type=int, default=4, help="queue messages processed in parallel (default 4)")
+    collect.add_argument("--interval", type=float, default=0, help="repeat every N seconds (default: once)")
+    collect.add_argument("--quiet", action="store_true", help="no progress lines")
+    collect.set_defaults(func=cmd_collect)
+
+    simulate = sub.add_parser("simulate", help="run the Management Activity API simulator (HTTPS)", add_help=False)
+    simulate.set_defaults(func=None)
+
+    serve = sub.add_parser("serve", help="serve the query API locally (no keys)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=7071, help="port (default 7071)")
+    serve.set_defaults(func=cmd_serve)
+
+    replay = sub.add_parser("replay-poison", help="move poison messages back to the work queue")
+    replay.add_argument("--limit", type=int, default=1000)
+    replay.set_defaults(func=cmd_replay_poison)
+
+    prune = sub.add_parser("prune-index", help="drop whole index months (the raw archive is untouched)")
+    prune.add_argument("--before", required=True, help="drop months before this one (YYYY-MM)")
+    prune.add_argument("--dry-run", action="store_true")
+    prune.set_defaults(func=cmd_prune_index)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "simulate":
+        from .simulator.cli import main as simulate
+
+        return simulate(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"auditkeep: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except AuthError as exc:
+        print(f"auditkeep: authentication failed: {exc}", file=sys.stderr)
+        return EXIT_AUTH
+    except FatalApiError as exc:
+        print(f"auditkeep: the Management Activity API refused the request: {exc}", file=sys.stderr)
+        return EXIT_API
+    except KeyboardInterrupt:
+        return 130
