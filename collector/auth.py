@@ -66,31 +66,44 @@ class MsalClientCredentialProvider:
         else:
             assert settings.client_secret is not None
             credential = settings.client_secret.reveal()
-        host = (urlsplit(settings.login_url).hostname or "").lower()
+        self._settings = settings
+        self._credential = credential
+        self._http_client = http_client
         self._scope = settings.scope
         self._lock = threading.Lock()
+        self._app: msal.ConfidentialClientApplication | None = None
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        # Built on first use: msal fetches the authority's OpenID configuration when it is
+        # constructed, and starting a worker (or indexing an archived blob) should not need the network.
+        if self._app is not None:
+            return self._app
+        settings = self._settings
+        host = (urlsplit(settings.login_url).hostname or "").lower()
         try:
             self._app = msal.ConfidentialClientApplication(
                 settings.client_id,
                 authority=f"{settings.login_url}/{settings.tenant_id}",
-                client_credential=credential,
+                client_credential=self._credential,
                 # Instance discovery asks Microsoft's hosts about the authority: only for Microsoft's
                 # own login hosts (a simulator or proxy would be refused).
                 instance_discovery=host in _MICROSOFT_LOGIN_HOSTS,
-                http_client=http_client,
+                http_client=self._http_client,
                 token_cache=msal.TokenCache(),
             )
         except ValueError as exc:  # msal validates key/cert shape and the authority URL
             raise AuthError(f"cannot build the msal client: {exc}") from exc
         except requests.RequestException as exc:
             raise AuthError(f"cannot reach the login host {settings.login_url}: {exc.__class__.__name__}") from exc
+        return self._app
 
     def token(self, *, force_refresh: bool = False) -> str:
         with self._lock:
+            app = self._application()
             if force_refresh:
-                self._app.remove_tokens_for_client()
+                app.remove_tokens_for_client()
             try:
-                result = self._app.acquire_token_for_client(scopes=[self._scope])
+                result = app.acquire_token_for_client(scopes=[self._scope])
             except requests.RequestException as exc:
                 raise AuthError(f"token request failed: cannot reach the login host ({exc.__class__.__name__})") from exc
             except ValueError as exc:

@@ -35,7 +35,7 @@ def test_plans(cursor, lookback, expected_first_start, expected_count):
 
 def test_windows_are_contiguous_and_at_most_24_hours():
     windows = plan(None).windows
-    for a, b in zip(windows, windows[1:]):
+    for a, b in zip(windows, windows[1:], strict=False):
         assert a.end == b.start
     assert all(w.end - w.start <= MAX_WINDOW for w in windows)
     assert all(w.start >= NOW - RETENTION for w in windows)
