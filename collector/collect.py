@@ -22,7 +22,7 @@ from typing import Any
 
 from . import keys
 from .archive import RawArchive
-from .errors import CollectorError, ContentUnavailableError, FatalApiError, InvalidWindowError, SubscriptionError
+from .errors import AuthError, CollectorError, ContentUnavailableError, FatalApiError, InvalidWindowError, SubscriptionError
 from .index import AuditIndex, IndexItem
 from .ledger import Ledger
 from .management_api import ContentRef, ManagementApiClient
@@ -90,8 +90,8 @@ class ListingService:
         try:
             subscriptions = {str(s.get("contentType", "")).lower(): str(s.get("status", "")).lower()
                              for s in self.api.list_subscriptions(deadline)}
-        except FatalApiError:
-            raise  # wrong tenant, no permission: nothing will work, say so at once
+        except (FatalApiError, AuthError):
+            raise  # bad credentials, wrong tenant, no permission: nothing will work, say so at once
         except CollectorError as exc:
             log.warning("collect.subscriptions_unavailable %s", exc)
             subscriptions = {}
@@ -140,6 +140,8 @@ class ListingService:
             report.fatal = isinstance(exc, FatalApiError) and not isinstance(exc, SubscriptionError)
             state = state.but(last_error=report.error, last_error_at=now)
             log.error("collect.type_failed %s: %s", content_type, report.error)
+            if isinstance(exc, AuthError):
+                raise  # the credentials will fail for every other content type too
         finally:
             self.state.save(state)
         return report
