@@ -13,6 +13,7 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from . import keys
 from .errors import NotFoundError
+from .normalize import record_id as id_of  # a record without Id has a derived one
 from .timeutil import format_iso
 
 
@@ -81,9 +82,10 @@ class RawArchive:
     def record(self, name: str, position: int, record_id: str) -> dict[str, Any]:
         """One raw record; checks its Id (falls back to a search of the blob if positions moved)."""
         rows = self.records(name)
-        if 0 <= position < len(rows) and str(rows[position].get("Id", "")).lower() == record_id.lower():
+        wanted = record_id.lower()
+        if 0 <= position < len(rows) and id_of(rows[position]).lower() == wanted:
             return rows[position]
         for row in rows:
-            if str(row.get("Id", "")).lower() == record_id.lower():
+            if id_of(row).lower() == wanted:
                 return row
         raise NotFoundError(f"record {record_id} is not in archive blob {name!r}")
