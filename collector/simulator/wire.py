@@ -7,6 +7,7 @@ Handlers are plain functions from `Request` to `Response` so they can be tested 
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +105,9 @@ def af_message(code: str, *args: object) -> str:
     template = AF_MESSAGES.get(code)
     if template is None:
         return "An error occurred."
-    return template.format(*args) if args else template
+    wanted = sum(1 for _, name, _, _ in string.Formatter().parse(template) if name is not None)
+    filled = [*args, *([""] * max(wanted - len(args), 0))]
+    return template.format(*filled)
 
 
 def af_error(code: str, *args: object, status: int | None = None, message: str | None = None,
