@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,7 +128,3 @@ def not_found(raw_path: str, host: str) -> Response:
 
 def method_not_allowed(method: str) -> Response:
     return json_response(405, {"Message": f"The requested resource does not support http method '{method}'."})
-
-
-def first_value(query: Mapping[str, str], name: str) -> str | None:
-    return query.get(name.lower())
