@@ -1,0 +1,325 @@
+"""The HTTP contract of the query API, independent of any HTTP framework.
+
+`Api.handle(method, route, params, headers, base_url)` → `Response` (status, headers, and bytes or
+an iterator of bytes). `collector.serve` streams the iterator with chunked transfer; the Function
+App, which cannot stream, builds it with `stream=False` and gets the export materialized. Errors
+are JSON `{"error": {"code", "message"}}`; user input never causes a 500.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, NotFoundError, QueryError
+from .normalize import FIELDS, AuditEntry
+from .query import PASSTHROUGH, Export, QueryPlan, QueryService, param_pairs, shown
+
+if TYPE_CHECKING:
+    from .bootstrap import Services
+    from .timeutil import Clock
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json; charset=utf-8"
+CSV = "text/csv; charset=utf-8"
+NDJSON = "application/x-ndjson; charset=utf-8"
+CHUNK = 64 * 1024
+MAX_ID_LENGTH = 256
+# The Functions HTTP front end gives up on a request after 230 s: a materialized export stops
+# scanning well before that and says so (X-AuditKeep-Truncated: time).
+FUNCTION_EXPORT_SECONDS = 180.0
+# Cells starting with these make Excel evaluate a formula (CSV injection): the CSV export prefixes
+# them with an apostrophe. JSON and NDJSON carry the values unchanged.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+Body = bytes | Iterable[bytes]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Body = b""
+
+    @property
+    def mimetype(self) -> str:
+        """The media type of Content-Type, without parameters (`application/json`)."""
+        return self.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
+
+    @property
+    def streaming(self) -> bool:
+        return not isinstance(self.body, bytes)
+
+    def read(self) -> bytes:
+        """The whole body (joins a streamed one)."""
+        return self.body if isinstance(self.body, bytes) else b"".join(self.body)
+
+    def json(self) -> Any:
+        return json.loads(self.read())
+
+
+def json_response(status: int, value: Any, headers: Mapping[str, str] | None = None) -> Response:
+    body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(status, {"Content-Type": JSON, "Cache-Control": "no-store", **(headers or {})}, body)
+
+
+def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return json_response(status, {"error": {"code": code, "message": message}}, headers)
+
+
+def api_root(url: str, route: str) -> str:
+    """The API root of a request URL: `https://h/api/audit?x=1` with route `audit` → `https://h/api`."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.rstrip("/")
+    suffix = "/" + route.strip("/")
+    if path.endswith(suffix):
+        path = path[: -len(suffix)]
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+# ---------------------------------------------------------------- body encoders (pure)
+
+
+def csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_chunks(entries: Iterable[AuditEntry], trailer: Iterable[str] = ()) -> Iterator[bytes]:
+    """UTF-8 CSV with a BOM (Excel then reads UTF-8), a header row, CRLF line ends, RFC 4180 quoting.
+
+    `trailer` is evaluated after the last entry: each line it yields becomes a final one-cell row.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    buffer.write("\ufeff")
+    writer.writerow(FIELDS)
+    for entry in entries:
+        writer.writerow([csv_cell(getattr(entry, name)) for name in FIELDS])
+        if buffer.tell() >= CHUNK:
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    for line in trailer:
+        writer.writerow([line] + [""] * (len(FIELDS) - 1))
+    yield buffer.getvalue().encode("utf-8")
+
+
+def ndjson_chunks(entries: Iterable[AuditEntry], trailer: Iterable[dict[str, Any]] = ()) -> Iterator[bytes]:
+    parts: list[bytes] = []
+    size = 0
+    for entry in entries:
+        line = json.dumps(entry.as_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        parts.append(line)
+        size += len(line)
+        if size >= CHUNK:
+            yield b"".join(parts)
+            parts, size = [], 0
+    for extra in trailer:
+        parts.append(json.dumps(extra, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+    yield b"".join(parts)
+
+
+def truncation_note(export: Export, limit: int, next_url: str | None) -> dict[str, Any]:
+    """What a truncated export says about itself (the last NDJSON line; the last CSV row as text)."""
+    why = (f"the export stopped at {export.rows} rows, the limit set by QUERY_MAX_EXPORT_ROWS ({limit})"
+           if export.truncated == "limit" else
+           f"the export stopped after {export.rows} rows to finish within the HTTP time limit")
+    note: dict[str, Any] = {"reason": export.truncated, "rows": export.rows, "message": why + "; more rows may follow"}
+    if next_url:
+        note["nextLink"] = next_url
+    return note
+
+
+def openapi_response(base_url: str) -> Response:
+    """GET /api/openapi.json (needs no storage)."""
+    from .openapi import document
+
+    return json_response(200, document(base_url or None))
+
+
+# ---------------------------------------------------------------- the handlers
+
+
+class Api:
+    """The query API's routes over one Services. `stream=False` materializes CSV/NDJSON exports
+    (the Function App), bounded by QUERY_MAX_EXPORT_ROWS and `export_seconds`."""
+
+    def __init__(
+        self,
+        services: Services | Callable[[], Services],
+        *,
+        stream: bool = True,
+        export_seconds: float | None = None,
+        clock: Clock | None = None,
+        query: QueryService | None = None,
+    ) -> None:
+        # A factory defers building Services (and any ConfigError) into the request, where it
+        # becomes a JSON 500 like every other failure.
+        self._services = services
+        self.stream = stream
+        self.export_seconds = export_seconds
+        self._clock = clock
+        self._query = query
+
+    @property
+    def services(self) -> Services:
+        if callable(self._services):
+            self._services = self._services()
+        return self._services
+
+    @property
+    def query(self) -> QueryService:
+        if self._query is None:
+            services = self.services
+            self._query = QueryService.from_settings(services.index, services.settings, self._clock or services.clock)
+        return self._query
+
+    # -- dispatcher (serve)
+
+    def handle(
+        self,
+        method: str,
+        route: str,
+        params: Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]],
+        headers: Mapping[str, str] | None = None,
+        base_url: str = "",
+    ) -> Response:
+        """Route a request: `route` is the path after `/api/` (percent-decoded), `base_url` the
+        absolute URL of the API root (`http://127.0.0.1:7071/api`), used for `@odata.nextLink`."""
+        route = route.strip("/")
+        if method not in ("GET", "HEAD"):
+            return error_response(405, "MethodNotAllowed", f"{method} is not supported here; use GET", {"Allow": "GET"})
+        if route == "audit":
+            return self.audit(params, base_url)
+        if route.startswith("audit/"):
+            return self.record(route[len("audit/"):])
+        if route == "health":
+            return self.health()
+        if route == "openapi.json":
+            return self.openapi(base_url)
+        return error_response(404, "NotFound", f"no route /api/{shown(route)[1:-1]}; see /api/openapi.json")
+
+    # -- routes
+
+    def audit(self, params: Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]], base_url: str) -> Response:
+        """GET /api/audit: a JSON page, or a CSV/NDJSON export of every page."""
+        return self._guarded(lambda: self._audit(params, base_url))
+
+    def record(self, record_id: str) -> Response:
+        """GET /api/audit/{id}: the raw record exactly as archived."""
+        return self._guarded(lambda: self._record(record_id))
+
+    def health(self) -> Response:
+        """GET /api/health: collector.health.health_report(services)."""
+        def run() -> Response:
+            from . import health  # written alongside the collector; imported late on purpose
+
+            return json_response(200, health.health_report(self.services))
+
+        return self._guarded(run)
+
+    def openapi(self, base_url: str) -> Response:
+        return openapi_response(base_url)
+
+    # -- implementation
+
+    def _guarded(self, run: Any) -> Response:
+        try:
+            return run()  # type: ignore[no-any-return]
+        except QueryError as exc:
+            return error_response(exc.status, exc.code, str(exc))
+        except ConfigError as exc:
+            log.error("api.config_error %s", exc)
+            return error_response(500, "ConfigurationError", str(exc))
+        except Exception:
+            log.exception("api.failed")
+            return error_response(500, "InternalError", "the request failed on the server; see its log")
+
+    def _audit(self, params: Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]], base_url: str) -> Response:
+        pairs = param_pairs(params)
+        plan = self.query.parse(pairs)
+        passthrough = [(n, v) for n, v in pairs if n in PASSTHROUGH]
+
+        def link(key: str | None) -> str:
+            query = urllib.parse.urlencode(plan.link_params(key) + passthrough, quote_via=urllib.parse.quote)
+            return f"{base_url}/audit?{query}"
+
+        if plan.format == "json":
+            page = self.query.page(plan)
+            body: dict[str, Any] = {"value": [entry.as_dict() for entry in page.entries]}
+            if page.next_key is not None:
+                body["@odata.nextLink"] = link(page.next_key)
+            log.info("query.served rows=%d scanned=%d next=%s", len(page.entries), page.scanned, page.next_key is not None)
+            return json_response(200, body)
+        return self._export(plan, link)
+
+    def _export(self, plan: QueryPlan, link: Any) -> Response:
+        export = self.query.export(plan, seconds=None if self.stream else self.export_seconds)
+        limit = self.query.max_export_rows
+
+        def note() -> dict[str, Any] | None:
+            if not export.truncated:
+                return None
+            return truncation_note(export, limit, link(export.next_key) if export.next_key else None)
+
+        if plan.format == "csv":
+            def csv_trailer() -> Iterator[str]:
+                found = note()
+                if found:
+                    yield f"@truncated: {found['message']}" + (f"; continue with {found['nextLink']}" if "nextLink" in found else "")
+
+            chunks = csv_chunks(export, csv_trailer())
+            headers = {"Content-Type": CSV, "Content-Disposition": 'attachment; filename="audit.csv"'}
+        else:
+            def ndjson_trailer() -> Iterator[dict[str, Any]]:
+                found = note()
+                if found:
+                    yield {"@truncated": found}
+
+            chunks = ndjson_chunks(export, ndjson_trailer())
+            headers = {"Content-Type": NDJSON}
+        headers.update({"Cache-Control": "no-store", "X-AuditKeep-Export-Limit": str(limit)})
+        if not self.stream:
+            body = b"".join(chunks)
+            if export.truncated:
+                headers["X-AuditKeep-Truncated"] = export.truncated
+                if export.next_key:
+                    headers["Link"] = f'<{link(export.next_key)}>; rel="next"'
+            log.info("query.exported rows=%d truncated=%s", export.rows, export.truncated)
+            return Response(200, headers, body)
+        # Pull the first chunk now: a storage failure then becomes a JSON 500 instead of a broken stream.
+        first = next(chunks)
+        return Response(200, headers, _chain(first, chunks))
+
+    def _record(self, record_id: str) -> Response:
+        if not record_id or len(record_id) > MAX_ID_LENGTH:
+            raise QueryError(f"id must be 1 to {MAX_ID_LENGTH} characters", parameter="id", code="InvalidParameter")
+        try:
+            record_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise QueryError("id must be valid UTF-8 text", parameter="id", code="InvalidParameter") from None
+        found = self.services.index.locate(record_id)
+        if found is None:
+            raise NotFoundError(f"no audit record with id {shown(record_id, 100)}")
+        blob, position = found
+        try:
+            raw = self.services.archive.record(blob, position, record_id)
+        except NotFoundError:
+            log.error("api.raw_missing blob=%s position=%d", blob, position)
+            raise NotFoundError(f"audit record {shown(record_id, 100)} is indexed but its archive blob is missing") from None
+        return json_response(200, raw)
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest

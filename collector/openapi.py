@@ -1,0 +1,198 @@
+"""The OpenAPI 3.0 document of the query API, built from the same parameter table the parser uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .normalize import FIELDS
+from .query import (
+    CURSOR_PATTERN,
+    DEFAULT_TOP,
+    FORMATS,
+    MAX_LIST_ITEMS,
+    MAX_TOP,
+    MAX_VALUE_LENGTH,
+    PARAMETERS,
+    TIME_PATTERN,
+    Param,
+)
+
+VERSION = "1.0.0"
+
+_DESCRIPTION = f"""\
+Microsoft 365 audit records collected by AuditKeep, newest first.
+
+**Paging.** A JSON page holds up to `top` records and, unless it is the last page, an absolute
+`@odata.nextLink` URL that repeats the query with `start`/`end` pinned and an opaque `cursor`.
+Follow it unchanged until a page has no `@odata.nextLink`. To keep every request short, a page
+stops scanning after a bounded amount of work (50,000 index rows or about 2 seconds): with a
+selective filter over a long range a page can then hold fewer than `top` records, even none, and
+still carry an `@odata.nextLink`. Keep following it: paging reaches every result.
+
+**Exports.** `format=csv` and `format=ndjson` return every matching record in one response (no
+`top` cap), up to `QUERY_MAX_EXPORT_ROWS` rows (header `X-AuditKeep-Export-Limit`). When an
+export stops early, its last NDJSON line is `{{"@truncated": {{"reason", "rows", "message",
+"nextLink"}}}}` and its last CSV row holds a single cell starting with `@truncated:`;
+`nextLink` continues the export. The Function App builds the export in memory and also sets
+`X-AuditKeep-Truncated` (`limit`, or `time` when it stopped to stay inside the HTTP time limit)
+and a `Link: <…>; rel="next"` header. CSV is UTF-8 with a BOM, CRLF line ends and RFC 4180 quoting;
+cells starting with `=`, `+`, `-`, `@`, tab or CR get a leading `'` so Excel does not evaluate them.
+
+**Ranges.** Without `user` or `operation`, `end - start` may span at most `QUERY_MAX_RANGE_DAYS`
+days (default 31). Unknown query parameters are refused (400), so a typo never widens a search.
+
+**Authentication.** In Azure every route needs the function key, in the `x-functions-key` header
+(preferred) or the `code` query parameter. `python -m collector serve` (local) needs none.
+Records have exactly the fields {", ".join(f"`{f}`" for f in FIELDS)}.
+"""
+
+
+def _string_list(description: str) -> dict[str, Any]:
+    return {"type": "array", "maxItems": MAX_LIST_ITEMS, "items": {"type": "string", "maxLength": MAX_VALUE_LENGTH},
+            "description": description}
+
+
+def _schema(param: Param) -> dict[str, Any]:
+    if param.kind == "datetime":
+        return {"type": "string", "pattern": f"^{TIME_PATTERN}$", "example": "2024-05-01T08:00:00Z"}
+    if param.kind == "list":
+        return _string_list("comma-separated")
+    if param.kind == "int-list":
+        return {"type": "array", "maxItems": MAX_LIST_ITEMS,
+                "items": {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}}
+    if param.kind == "top":
+        return {"type": "integer", "minimum": 1, "maximum": MAX_TOP, "default": DEFAULT_TOP}
+    if param.kind == "format":
+        return {"type": "string", "enum": list(FORMATS), "default": "json"}
+    if param.kind == "cursor":
+        return {"type": "string", "pattern": f"^{CURSOR_PATTERN}$"}
+    return {"type": "string", "maxLength": MAX_VALUE_LENGTH}
+
+
+def _parameter(param: Param) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": param.name, "in": "query", "required": False, "description": param.description,
+                            "schema": _schema(param)}
+    if param.kind in ("list", "int-list"):
+        spec.update(style="form", explode=False)
+    return spec
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+_UNAUTHORIZED = {"description": "Azure only: the function key is missing or wrong (empty body)."}
+
+
+def document(server_url: str | None = None) -> dict[str, Any]:
+    """The OpenAPI document; `server_url` is the API root (`http://127.0.0.1:7071/api`), if known."""
+    record_properties: dict[str, Any] = {name: {"type": "string"} for name in FIELDS}
+    record_properties["recordType"] = {"type": "integer", "nullable": True}
+    record_properties["time"] = {"type": "string", "format": "date-time", "description": "UTC, `YYYY-MM-DDTHH:MM:SSZ`"}
+    server = server_url.rstrip("/") if server_url else "/api"
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "AuditKeep query API", "version": VERSION, "description": _DESCRIPTION},
+        "servers": [{"url": server}],
+        "security": [{"functionKeyHeader": []}, {"functionKeyQuery": []}],
+        "paths": {
+            "/audit": {"get": {
+                "operationId": "queryAuditRecords",
+                "summary": "Search audit records (JSON pages, CSV or NDJSON export)",
+                "parameters": [_parameter(p) for p in PARAMETERS],
+                "responses": {
+                    "200": {
+                        "description": "A JSON page, or the whole CSV/NDJSON export.",
+                        "headers": {
+                            "X-AuditKeep-Export-Limit": {"description": "CSV/NDJSON: the QUERY_MAX_EXPORT_ROWS cap.",
+                                                         "schema": {"type": "integer"}},
+                            "X-AuditKeep-Truncated": {"description": "Function App CSV/NDJSON only: `limit` or `time` "
+                                                      "when the export stopped early.",
+                                                      "schema": {"type": "string", "enum": ["limit", "time"]}},
+                        },
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/AuditPage"}},
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "400": _error("A parameter is invalid or unknown; the message names it and what was expected."),
+                    "401": _UNAUTHORIZED,
+                    "500": _error("A server-side failure (storage unavailable, bad configuration)."),
+                },
+            }},
+            "/audit/{id}": {"get": {
+                "operationId": "getAuditRecord",
+                "summary": "The full raw record exactly as archived",
+                "parameters": [{"name": "id", "in": "path", "required": True, "description": "The record's `Id`.",
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 256}}],
+                "responses": {
+                    "200": {"description": "The raw record (JSON object, schema varies by workload).",
+                            "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}},
+                    "400": _error("The id is not valid text."),
+                    "401": _UNAUTHORIZED,
+                    "404": _error("No record has this id."),
+                    "500": _error("A server-side failure."),
+                },
+            }},
+            "/health": {"get": {
+                "operationId": "getHealth",
+                "summary": "Collector health per content type and overall status",
+                "responses": {
+                    "200": {"description": "The health report.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                    "401": _UNAUTHORIZED,
+                    "500": _error("A server-side failure."),
+                },
+            }},
+            "/openapi.json": {"get": {
+                "operationId": "getOpenApi",
+                "summary": "This document",
+                "responses": {
+                    "200": {"description": "OpenAPI 3.0 document.",
+                            "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "401": _UNAUTHORIZED,
+                },
+            }},
+        },
+        "components": {
+            "schemas": {
+                "AuditRecord": {"type": "object", "required": list(FIELDS), "properties": record_properties,
+                                "additionalProperties": False},
+                "AuditPage": {
+                    "type": "object", "required": ["value"], "additionalProperties": False,
+                    "properties": {
+                        "value": {"type": "array", "items": {"$ref": "#/components/schemas/AuditRecord"}},
+                        "@odata.nextLink": {"type": "string", "format": "uri",
+                                            "description": "Absolute URL of the next page; absent on the last page."},
+                    },
+                },
+                "Health": {
+                    "type": "object", "required": ["status", "contentTypes"], "additionalProperties": True,
+                    "description": "Per content type: last successful collect, checkpoint, lag, records indexed in the "
+                                   "last 24 h, expired content skipped, poison messages, last error; and the overall status.",
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ok", "lagging", "error"]},
+                        "contentTypes": {"type": "array", "items": {
+                            "type": "object", "required": ["contentType", "status"], "additionalProperties": True,
+                            "properties": {"contentType": {"type": "string"},
+                                           "status": {"type": "string", "enum": ["ok", "lagging", "error"]}},
+                        }},
+                    },
+                },
+                "Error": {
+                    "type": "object", "required": ["error"], "additionalProperties": False,
+                    "properties": {"error": {
+                        "type": "object", "required": ["code", "message"],
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    }},
+                },
+            },
+            "securitySchemes": {
+                "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key",
+                                      "description": "Azure Functions function key (not needed by `collector serve`)."},
+                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code",
+                                     "description": "The function key as a query parameter (it then appears in nextLink URLs)."},
+            },
+        },
+    }
