@@ -34,3 +34,38 @@ def process_content_blob(message: func.QueueMessage) -> None:
 
 
 # ------------------------------------------------------------------ query API (HTTP)
+from collector import api  # noqa: E402 - this section's own import, kept with the routes it serves
+
+
+# Thin adapters: func.HttpRequest → collector.api.Api → func.HttpResponse. The Python v2 model
+# cannot stream a response, so CSV/NDJSON exports are built in memory (bounded by
+# QUERY_MAX_EXPORT_ROWS and api.FUNCTION_EXPORT_SECONDS; truncation is signalled in the body and
+# the X-AuditKeep-Truncated header).
+def _query_api() -> api.Api:
+    return api.Api(lambda: bootstrap.services(require_api=False), stream=False,
+                   export_seconds=api.FUNCTION_EXPORT_SECONDS)
+
+
+def _http_response(response: api.Response) -> func.HttpResponse:
+    return func.HttpResponse(body=response.read(), status_code=response.status, headers=response.headers,
+                             mimetype=response.mimetype, charset="utf-8")
+
+
+@app.route(route="audit", methods=["GET"])
+def query_audit_records(req: func.HttpRequest) -> func.HttpResponse:
+    return _http_response(_query_api().audit(dict(req.params), api.api_root(req.url, "audit")))
+
+
+@app.route(route="audit/{id}", methods=["GET"])
+def get_audit_record(req: func.HttpRequest) -> func.HttpResponse:
+    return _http_response(_query_api().record(req.route_params.get("id", "")))
+
+
+@app.route(route="health", methods=["GET"])
+def get_health(req: func.HttpRequest) -> func.HttpResponse:
+    return _http_response(_query_api().health())
+
+
+@app.route(route="openapi.json", methods=["GET"])
+def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return _http_response(api.openapi_response(api.api_root(req.url, "openapi.json")))
