@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ FUNCTION_EXPORT_SECONDS = 180.0
 # Cells starting with these make Excel evaluate a formula (CSV injection): the CSV export prefixes
 # them with an apostrophe. JSON and NDJSON carry the values unchanged.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 Body = bytes | Iterable[bytes]
 
@@ -308,7 +311,9 @@ class Api:
             record_id.encode("utf-8")
         except UnicodeEncodeError:
             raise QueryError("id must be valid UTF-8 text", parameter="id", code="InvalidParameter") from None
-        found = self.services.index.locate(record_id)
+        # Control characters (C0 and C1) cannot be in a Table key, and no audit record Id holds one:
+        # answer without asking storage, which would refuse the key.
+        found = None if _CONTROL.search(record_id) else self.services.index.locate(record_id)
         if found is None:
             raise NotFoundError(f"no audit record with id {shown(record_id, 100)}")
         blob, position = found

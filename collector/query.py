@@ -35,6 +35,7 @@ MAX_VALUE_LENGTH = 1024  # the index keeps `object` and `userAgent` up to 1,024 
 MAX_LIST_ITEMS = 50  # each user/operation value is one index scan
 FORMATS = ("json", "csv", "ndjson")
 CURSOR = "cursor"
+INDEX_EPOCH = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2286, 1, 1, tzinfo=UTC))  # what order keys can express
 # Query parameters that are not ours but may reach us: the Functions host's function key.
 PASSTHROUGH = ("code",)
 
@@ -62,7 +63,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("clientIp", "list", "Client IP address, exact (case-insensitive for IPv6); a list matches any."),
     Param("contentType", "list", "Content type (e.g. `Audit.SharePoint`), exact and case-insensitive; a list matches any."),
     Param("object", "text", "Object (file URL, mailbox folder, target id…): case-insensitive prefix."),
-    Param("q", "text", "Case-insensitive substring of any of the twelve normalized fields."),
+    Param("q", "text", "Case-insensitive substring of any of the twelve normalized fields (`object` and `userAgent`: "
+                       "their first 1,024 characters, as indexed)."),
     Param("top", "top", f"JSON page size, 1 to {MAX_TOP} (default {DEFAULT_TOP}). CSV and NDJSON ignore it: they stream every page."),
     Param("format", "format", "`json` (default; pages with `@odata.nextLink`), `csv` (UTF-8 with BOM, CRLF, RFC 4180) "
                               "or `ndjson` (one JSON record per line); CSV and NDJSON stream every page."),
@@ -482,17 +484,16 @@ class QueryService:
                 yield hit
 
     def _bounds(self, plan: QueryPlan) -> tuple[datetime, datetime] | None:
-        """The plan's range, narrowed to the months that have index tables when it spans many months
-        (a user query over ten years should not probe 120 missing tables)."""
-        start, end = plan.start, plan.end
-        if end - start <= timedelta(days=93):
-            return start, end
-        months = self.index.months()
-        if not months:
-            return None
-        first, _ = keys.month_bounds(months[-1])
-        _, last = keys.month_bounds(months[0])
-        start, end = max(start, first), min(end, last)
+        """The plan's range within what the index can hold (order keys have ten digits: 1970 to
+        2286), narrowed to the months that have tables when it spans many months (a user query over
+        ten years should not probe 120 missing tables)."""
+        start, end = max(plan.start, INDEX_EPOCH[0]), min(plan.end, INDEX_EPOCH[1])
+        if end - start > timedelta(days=93):
+            months = self.index.months()
+            if not months:
+                return None
+            start = max(start, keys.month_bounds(months[-1])[0])
+            end = min(end, keys.month_bounds(months[0])[1])
         return (start, end) if start < end else None
 
     def page(self, plan: QueryPlan) -> Page:

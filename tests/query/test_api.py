@@ -188,7 +188,7 @@ def test_raw_record_is_returned_exactly_as_archived(dataset, api):
 
 
 @pytest.mark.parametrize("record_id", ["00000000-0000-0000-0000-000000000000", "nope", "a/b", "x' or '1' eq '1",
-                                       "%2F", "..", "\u202e\u0000", "ü" * 200])
+                                       "%2F", "..", "\u202e\u0000", "a\x85b", "ü" * 200, "\t"])
 def test_unknown_ids_are_404(api, record_id):
     assert_error(get(api, "audit/" + record_id), 404, "NotFound", "no audit record")
 
@@ -211,6 +211,22 @@ def test_invalid_ids_are_400(api, record_id):
 ])
 def test_bad_requests_are_400_and_name_the_parameter(api, params, parameter):
     assert_error(get(api, "audit", params), 400, get(api, "audit", params).json()["error"]["code"], parameter)
+
+
+@pytest.mark.parametrize("params", [
+    {"start": "0001-01-01", "end": "0001-01-02"},
+    {"start": "0001-01-01", "end": "9999-12-31T23:59:59Z", "user": "alice@contoso.com"},
+    {"start": "9999-12-01", "end": "9999-12-31T23:59:59.999999Z", "operation": "Send"},
+    {"start": "9999-12-31T00:00:00Z", "end": "9999-12-31T23:59:59Z", "format": "csv"},
+    {"start": "1969-12-31T23:00:00Z", "end": "1970-01-01T01:00:00Z", "format": "ndjson"},
+    {"start": "2286-01-01", "end": "2286-01-02"},
+    {"start": "0001-01-01T00:00:00+14:00", "end": "0001-01-02T00:00:00Z"},
+])
+def test_extreme_dates_never_fail(api, params):
+    response = get(api, "audit", params)
+    assert response.status in (200, 400), response.read()
+    if response.status == 400:
+        assert_error(response, 400, response.json()["error"]["code"])
 
 
 def test_not_found_routes_and_methods(api):
