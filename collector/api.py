@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import health
 from .errors import ConfigError, NotFoundError, QueryError
 from .normalize import FIELDS, AuditEntry
 from .query import PASSTHROUGH, Export, QueryPlan, QueryService, param_pairs, shown
@@ -68,8 +69,17 @@ class Response:
         return json.loads(self.read())
 
 
+def json_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON; text with lone surrogates (possible in a raw record's escapes) falls back
+    to \\u escapes, which are valid JSON, instead of failing."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def json_response(status: int, value: Any, headers: Mapping[str, str] | None = None) -> Response:
-    body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = json_bytes(value)
     return Response(status, {"Content-Type": JSON, "Cache-Control": "no-store", **(headers or {})}, body)
 
 
@@ -121,14 +131,14 @@ def ndjson_chunks(entries: Iterable[AuditEntry], trailer: Iterable[dict[str, Any
     parts: list[bytes] = []
     size = 0
     for entry in entries:
-        line = json.dumps(entry.as_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        line = json_bytes(entry.as_dict()) + b"\n"
         parts.append(line)
         size += len(line)
         if size >= CHUNK:
             yield b"".join(parts)
             parts, size = [], 0
     for extra in trailer:
-        parts.append(json.dumps(extra, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+        parts.append(json_bytes(extra) + b"\n")
     yield b"".join(parts)
 
 
@@ -224,12 +234,7 @@ class Api:
 
     def health(self) -> Response:
         """GET /api/health: collector.health.health_report(services)."""
-        def run() -> Response:
-            from . import health  # written alongside the collector; imported late on purpose
-
-            return json_response(200, health.health_report(self.services))
-
-        return self._guarded(run)
+        return self._guarded(lambda: json_response(200, health.health_report(self.services)))
 
     def openapi(self, base_url: str) -> Response:
         return openapi_response(base_url)

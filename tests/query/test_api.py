@@ -187,6 +187,22 @@ def test_raw_record_is_returned_exactly_as_archived(dataset, api):
     assert twin["OrganizationId"] == TENANT
 
 
+def test_raw_record_with_a_lone_surrogate_escape_is_still_json(dataset, api):
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from collector.index import IndexItem
+
+    when = datetime(2023, 6, 1, 12, tzinfo=UTC)  # outside every range the other tests query
+    body = b'[{"Id": "surrogate-0001", "UserId": "weird@contoso.com", "Note": "\\ud800 and \\u00e9"}]'
+    archived = dataset.services.archive.put("Audit.General", "surrogate-blob", when, body, 1)
+    entry = replace(dataset.rows[0].entry, id="surrogate-0001", user="weird@contoso.com", time="2023-06-01T12:00:00Z")
+    dataset.services.index.write([IndexItem(entry, when, archived.name, 0)])
+    response = get(api, "audit/surrogate-0001")
+    assert response.status == 200
+    assert json.loads(response.read().decode("ascii"))["Note"] == "\ud800 and \u00e9"
+
+
 @pytest.mark.parametrize("record_id", ["00000000-0000-0000-0000-000000000000", "nope", "a/b", "x' or '1' eq '1",
                                        "%2F", "..", "\u202e\u0000", "a\x85b", "ü" * 200, "\t"])
 def test_unknown_ids_are_404(api, record_id):
