@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 100  # entity group transaction: ≤ 100 operations, one partition (cost-anchors §4)
 MAX_TEXT = 1024  # `object` and `userAgent` are cut here in the index; the raw record is complete
+TABLE_CACHE_SECONDS = 30.0  # how long a scan trusts its list of day tables
 
 # normalized field → short property name (billed size counts each property name twice)
 _PROPS = {
@@ -100,7 +102,7 @@ def entities_for(item: IndexItem, tenant_id: str) -> list[tuple[str, dict[str, A
         ("t", {"PartitionKey": keys.hour_partition(item.when), "RowKey": order, **props}),
         ("u", {"PartitionKey": keys.shard(user_hash), "RowKey": user_hash + order, **props}),
         ("o", {"PartitionKey": keys.shard(op_hash), "RowKey": op_hash + order, **props}),
-        ("i", {"PartitionKey": record_key[:2], "RowKey": record_key, "b": item.blob, "n": item.position}),
+        ("i", {"PartitionKey": keys.id_partition(record_key), "RowKey": record_key, "b": item.blob, "n": item.position}),
     ]
 
 
@@ -113,6 +115,7 @@ class AuditIndex:
         self.tenant_id = tenant_id
         self.writers = writers
         self._tables: set[str] = set()
+        self._listing: dict[str, tuple[float, set[str]]] = {}
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- writing
@@ -124,6 +127,9 @@ class AuditIndex:
             self.service.create_table(name)
         with self._lock:
             self._tables.add(name)
+            view, day = name[len(self.prefix)], name[len(self.prefix) + 1:]
+            if view in self._listing:
+                self._listing[view][1].add(day)
 
     def write(self, items: Iterable[IndexItem]) -> int:
         """Upsert (replace) every view entity of `items`; returns the number of entities written.
@@ -133,9 +139,9 @@ class AuditIndex:
         """
         groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         for item in items:
-            month = keys.month_of(item.when)
+            day = keys.day_of(item.when)
             for view, entity in entities_for(item, self.tenant_id):
-                table = keys.table_name(self.prefix, view, month)
+                table = keys.table_name(self.prefix, view, day)
                 groups.setdefault((table, entity["PartitionKey"]), {})[entity["RowKey"]] = entity
         batches = [
             (table, chunk)
@@ -159,6 +165,19 @@ class AuditIndex:
 
     # ---------------------------------------------------------------- reading
 
+    def tables(self, view: str, *, refresh: bool = False) -> set[str]:
+        """Days (yyyyMMdd) that have a table of `view`, from a listing cached for TABLE_CACHE_SECONDS."""
+        now = time.monotonic()
+        cached = self._listing.get(view)
+        if cached is None or refresh or now - cached[0] > TABLE_CACHE_SECONDS:
+            low, high = f"{self.prefix}{view}", f"{self.prefix}{view}~"
+            names = self.service.query_tables("TableName ge @low and TableName lt @high",
+                                              parameters={"low": low, "high": high})
+            days = {n.name[len(low):] for n in names if len(n.name) == len(low) + 8 and n.name[len(low):].isdigit()}
+            cached = (now, days)
+            self._listing[view] = cached
+        return cached[1]
+
     def scan(
         self,
         view: str,
@@ -172,7 +191,8 @@ class AuditIndex:
         """Rows of `view` ("t" time, "u" user, "o" operation) with start <= time < end, newest first.
 
         `value` is the user or operation (compared case-insensitively through its hash key);
-        `after` resumes strictly after a previous Hit.key. Rows come lazily, page by page.
+        `after` resumes strictly after a previous Hit.key. Rows come lazily, page by page, one day
+        table after the other (days without a table are skipped).
         """
         if view not in ("t", "u", "o"):
             raise ValueError(f"unknown view {view!r}")
@@ -186,11 +206,17 @@ class AuditIndex:
             return
         prefix = keys.value_hash(value) if value is not None else ""
         pk = keys.shard(prefix) if prefix else None
-        for month in keys.months_newest_first(keys.from_inv(keys.INV_BASE - first_second),
-                                              keys.from_inv(keys.INV_BASE - last_second) + timedelta(seconds=1)):
-            month_start, month_end = keys.month_bounds(month)
-            lo_second = max(first_second, int(month_start.timestamp()))
-            hi_second = min(last_second, int(month_end.timestamp()) - 1)
+        days = keys.days_newest_first(keys.from_inv(keys.INV_BASE - first_second),
+                                      keys.from_inv(keys.INV_BASE - last_second) + timedelta(seconds=1))
+        existing = self.tables(view)
+        if not set(days) <= existing and time.monotonic() - self._listing[view][0] > 1.0:
+            existing = self.tables(view, refresh=True)  # another process may have created a day since
+        for day in days:
+            if day not in existing:
+                continue
+            day_start, day_end = keys.day_bounds(day)
+            lo_second = max(first_second, int(day_start.timestamp()))
+            hi_second = min(last_second, int(day_end.timestamp()) - 1)
             if hi_second < lo_second:
                 continue
             rk_low = f"{keys.INV_BASE - hi_second:010d}"
@@ -207,56 +233,62 @@ class AuditIndex:
                 clauses[:0] = ["PartitionKey ge @plow", "PartitionKey le @phigh"]
                 params["plow"] = keys.hour_partition(keys.from_inv(keys.INV_BASE - hi_second))
                 params["phigh"] = keys.hour_partition(keys.from_inv(keys.INV_BASE - lo_second))
-            table = self.service.get_table_client(keys.table_name(self.prefix, view, month))
+            table = self.service.get_table_client(keys.table_name(self.prefix, view, day))
             rows = table.query_entities(" and ".join(clauses), parameters=params, results_per_page=page_size)
             try:
                 for entity in rows:
                     order = entity["RowKey"][len(prefix):]
                     yield Hit(order, entry_from_entity(order, entity, self.tenant_id))
             except ResourceNotFoundError:
-                continue  # no table for that month: nothing was indexed then
+                continue  # dropped since the listing was cached
 
     def months(self) -> list[str]:
-        """Months that have an id table, newest first."""
-        low, high = f"{self.prefix}i", f"{self.prefix}j"
-        names = [t.name for t in self.service.query_tables("TableName ge @low and TableName lt @high",
-                                                            parameters={"low": low, "high": high})]
-        return sorted((n[len(low):] for n in names if n[len(low):].isdigit()), reverse=True)
+        """Months (yyyyMM) that have index tables, newest first."""
+        return sorted({day[:6] for day in self.tables("i", refresh=True)}, reverse=True)
 
     def locate(self, record_id: str) -> tuple[str, int] | None:
-        """(archive blob, position) of a record by its Id, searching months newest first."""
+        """(archive blob, position) of a record by its Id: point reads of the id tables, newest day first."""
         key = keys.kid(record_id)
         if not key:
             return None
-        months = self.months()
-        for month in months:
-            table = self.service.get_table_client(keys.table_name(self.prefix, "i", month))
+        days = sorted(self.tables("i", refresh=True), reverse=True)
+        partition = keys.id_partition(key)
+
+        def probe(day: str) -> tuple[str, int] | None:
+            table = self.service.get_table_client(keys.table_name(self.prefix, "i", day))
             try:
-                entity = table.get_entity(key[:2], key)
+                entity = table.get_entity(partition, key)
             except ResourceNotFoundError:
-                continue
+                return None
             return str(entity["b"]), int(entity["n"])
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for start in range(0, len(days), 32):  # newest first, 32 days per round
+                for found in pool.map(probe, days[start:start + 32]):
+                    if found is not None:
+                        return found
         # Another organization's record with the same Id carries an `_org` suffix (dedupe key).
-        for month in months:
-            table = self.service.get_table_client(keys.table_name(self.prefix, "i", month))
-            rows = table.query_entities("PartitionKey eq @pk and RowKey gt @low and RowKey lt @high",
-                                        parameters={"pk": key[:2], "low": key + "_", "high": key + "`"})
-            for entity in rows:
+        for day in days:
+            table = self.service.get_table_client(keys.table_name(self.prefix, "i", day))
+            for entity in table.query_entities("RowKey gt @low and RowKey lt @high",
+                                               parameters={"low": key + "_", "high": key + "`"}):
                 return str(entity["b"]), int(entity["n"])
         return None
 
     def drop_month(self, month: str) -> list[str]:
-        """Delete a month's four tables (one call each): the cheap way to expire the index."""
+        """Delete a month's tables (one call per view and day): the cheap way to expire the index."""
         dropped = []
         for view in keys.VIEWS:
-            name = keys.table_name(self.prefix, view, month)
-            try:
-                self.service.delete_table(name)
+            for day in sorted(d for d in self.tables(view, refresh=True) if d.startswith(month)):
+                name = keys.table_name(self.prefix, view, day)
+                try:
+                    self.service.delete_table(name)
+                except ResourceNotFoundError:
+                    continue
                 dropped.append(name)
-            except ResourceNotFoundError:
-                continue
-            with self._lock:
-                self._tables.discard(name)
+                with self._lock:
+                    self._tables.discard(name)
+        self._listing.clear()
         return dropped
 
 

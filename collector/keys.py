@@ -11,6 +11,10 @@ import re
 from datetime import UTC, datetime, timedelta
 
 INV_BASE = 9_999_999_999
+# Partitions per view and day for the user, operation and id views. Writes batch per partition
+# (≤ 100 entities), so fewer partitions mean fuller batches; more partitions keep each one small
+# (Azurite's upsert scans the whole partition) and give Azure 2,000 entities/s each (cost-anchors
+# §4). Reads never span shards: a user, an operation or an id always maps to exactly one.
 SHARDS = 16
 HASH_LEN = 16
 VIEWS = ("t", "u", "o", "i")
@@ -77,18 +81,43 @@ def shard(value_digest: str) -> str:
     return f"{int(value_digest[:8], 16) % SHARDS:02d}"
 
 
+def id_partition(record_key: str) -> str:
+    """Partition of an id entity: a shard of its key, so one lookup needs only the id."""
+    return shard(hashlib.sha256(record_key.encode("utf-8")).hexdigest())
+
+
+def day_of(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y%m%d")
+
+
 def month_of(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y%m")
 
 
-def table_name(prefix: str, view: str, month: str) -> str:
-    return f"{prefix}{view}{month}"
+def table_name(prefix: str, view: str, day: str) -> str:
+    """`{prefix}{view}{yyyyMMdd}`: one table per view and day of event time."""
+    return f"{prefix}{view}{day}"
 
 
 def hour_partition(when: datetime) -> str:
-    """Time-view partition: one per hour, inverted within the month so newer hours sort first."""
-    when = when.astimezone(UTC)
-    return f"{31 - when.day:02d}{23 - when.hour:02d}"
+    """Time-view partition: one per hour, inverted so newer hours sort first within the day."""
+    return f"{23 - when.astimezone(UTC).hour:02d}"
+
+
+def days_newest_first(start: datetime, end: datetime) -> list[str]:
+    """Days (yyyyMMdd) overlapping [start, end), newest first."""
+    last = (end - timedelta(microseconds=1)).astimezone(UTC).date()
+    first = start.astimezone(UTC).date()
+    days = []
+    while last >= first:
+        days.append(last.strftime("%Y%m%d"))
+        last -= timedelta(days=1)
+    return days
+
+
+def day_bounds(day: str) -> tuple[datetime, datetime]:
+    start = datetime(int(day[:4]), int(day[4:6]), int(day[6:]), tzinfo=UTC)
+    return start, start + timedelta(days=1)
 
 
 def months_newest_first(start: datetime, end: datetime) -> list[str]:

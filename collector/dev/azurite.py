@@ -88,6 +88,9 @@ def start(
         "--silent",
         "--skipApiVersionCheck",
         "--disableTelemetry",
+        # Azurite closes idle keep-alive connections after 5 s by default; the SDKs' pooled
+        # connections then fail with "connection reset" on their next (non-idempotent) batch.
+        "--blobKeepAliveTimeout", "300", "--queueKeepAliveTimeout", "300", "--tableKeepAliveTimeout", "300",
         "--blobHost", "127.0.0.1", "--blobPort", str(blob_port),
         "--queueHost", "127.0.0.1", "--queuePort", str(queue_port),
         "--tableHost", "127.0.0.1", "--tablePort", str(table_port),

@@ -40,6 +40,17 @@ def test_value_hash_is_case_insensitive():
 
 
 @pytest.mark.parametrize(
+    ("start", "end", "days"),
+    [
+        (datetime(2026, 2, 27, 5, tzinfo=UTC), datetime(2026, 3, 1, 0, 0, 1, tzinfo=UTC), ["20260301", "20260228", "20260227"]),
+        (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC), ["20260101"]),
+    ],
+)
+def test_days(start, end, days):
+    assert keys.days_newest_first(start, end) == days
+
+
+@pytest.mark.parametrize(
     ("start", "end", "months"),
     [
         (datetime(2026, 9, 30, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), ["202611", "202610", "202609"]),
@@ -51,9 +62,9 @@ def test_months(start, end, months):
     assert keys.months_newest_first(start, end) == months
 
 
-def test_hour_partitions_sort_newest_first_within_a_month():
+def test_hour_partitions_sort_newest_first_within_a_day():
     a = keys.hour_partition(datetime(2026, 11, 1, 0, tzinfo=UTC))
-    b = keys.hour_partition(datetime(2026, 11, 30, 23, tzinfo=UTC))
+    b = keys.hour_partition(datetime(2026, 11, 1, 23, tzinfo=UTC))
     assert b < a
 
 
