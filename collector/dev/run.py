@@ -34,7 +34,9 @@ def start_simulator(state_dir: Path, days: int, records_per_hour: int) -> tuple[
     log = open(state_dir / "simulator.log", "ab")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
         [sys.executable, "-m", "collector", "simulate", "--port", str(azurite.free_port()), "--state-dir", str(state_dir),
-         "--days", str(days), "--records-per-hour", str(records_per_hour), "--live"],
+         "--days", str(days), "--records-per-hour", str(records_per_hour), "--live",
+         # hourly blobs: realistic sizes, and a first backfill of minutes rather than hours on Azurite
+         "--realism", "blob_interval_minutes=60"],
         cwd=azurite.REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
     log.close()
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between collector cycles")
     parser.add_argument("--days", type=int, default=7, help="simulated history")
-    parser.add_argument("--records-per-hour", type=int, default=300, help="simulated tenant activity")
+    parser.add_argument("--records-per-hour", type=int, default=200, help="simulated tenant activity")
     args = parser.parse_args(argv)
 
     from ..bootstrap import Services
