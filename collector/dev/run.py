@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..serve import serve
     from ..settings import Settings
 
+    # `kill` (SIGTERM) cleans up like Ctrl-C: Azurite and the simulator are stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     real_tenant = bool(os.environ.get("M365_TENANT_ID"))
     own_storage = bool(os.environ.get("AUDIT_STORAGE_CONNECTION_STRING") or os.environ.get("AUDIT_STORAGE_ACCOUNT_NAME"))
     RUN_DIR.mkdir(exist_ok=True)
