@@ -10,7 +10,6 @@
     │   ├── InvalidWindowError      AF20030 / AF20055: the window was refused (clock skew?)
     │   ├── ContentUnavailableError AF20050 (unknown) / AF20051 (expired): skip the blob and count it
     │   └── FatalApiError           AF10001, AF20001-3, AF20010-13, AF20020-21, AF20052, 401 after refresh
-    ├── StorageStateError           our own state in storage is inconsistent (e.g. a checkpoint race)
     └── QueryError                  bad input to the query API (HTTP 400); .parameter names the culprit
         └── NotFoundError           no such record (HTTP 404)
 
@@ -85,10 +84,6 @@ class ContentUnavailableError(ManagementApiError):
 
 class FatalApiError(ManagementApiError):
     """An error that retrying cannot fix: permissions, tenant, content type or a client bug."""
-
-
-class StorageStateError(CollectorError):
-    """Our own state in storage is inconsistent, e.g. another run moved the checkpoint concurrently."""
 
 
 class QueryError(CollectorError):
