@@ -204,3 +204,16 @@ def test_link_params_pin_the_range_and_keep_every_filter():
     assert dict(pairs)["cursor"] == encode_cursor("8290483199abc")
     again = parse(pairs)  # the next page parses to the same plan, positioned after the key
     assert replace(again, after=None) == plan and again.after == "8290483199abc"
+
+
+def test_day_windows_cut_at_utc_midnight_newest_first():
+    from collector.query import day_windows
+
+    start, end = utc(2024, 2, 28, 22, 30), datetime(2024, 3, 1, 2, 0, tzinfo=UTC)
+    assert day_windows(start, end) == [
+        (utc(2024, 3, 1), end), (utc(2024, 2, 29), utc(2024, 3, 1)), (start, utc(2024, 2, 29)),
+    ]
+    assert day_windows(utc(2024, 3, 1), utc(2024, 3, 2)) == [(utc(2024, 3, 1), utc(2024, 3, 2))]
+    assert day_windows(utc(2024, 3, 1, 5), utc(2024, 3, 1, 5)) == []
+    offset = datetime.fromisoformat("2024-03-01T01:00:00+02:00")  # 2024-02-29T23:00Z
+    assert day_windows(offset, utc(2024, 3, 1, 1)) == [(utc(2024, 3, 1), utc(2024, 3, 1, 1)), (utc(2024, 2, 29, 23), utc(2024, 3, 1))]

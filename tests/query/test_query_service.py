@@ -224,3 +224,47 @@ def test_export_time_limit(dataset):
     assert export.truncated == "time" and 0 < len(got) < len(dataset.rows)
     rest = [key_of(e) for e in service.export(replace(plan, after=export.next_key), seconds=None)]
     assert got + rest == oracle(dataset.rows, WIDE_START, WIDE_END, lambda e: True)
+
+
+class CountingIndex:
+    """Our own wrapper of the real index that records how many day scans run at once."""
+
+    def __init__(self, index) -> None:
+        import threading
+
+        self.index, self.lock = index, threading.Lock()
+        self.active = self.peak = self.calls = 0
+
+    def months(self):
+        return self.index.months()
+
+    def scan(self, *args, **kwargs):
+        import time
+
+        with self.lock:
+            self.active += 1
+            self.calls += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(0.02)  # a round trip
+            yield from self.index.scan(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def test_sparse_values_read_days_ahead_in_parallel(dataset):
+    counting = CountingIndex(dataset.services.index)
+    service = QueryService(counting, clock=FixedClock(NOW))  # type: ignore[arg-type]
+    entries, _ = all_pages(service, {**WIDE, "user": "dave@fabrikam.com", "operation": "Send", "top": "1000"})
+    expected = oracle(dataset.rows, WIDE_START, WIDE_END, lambda e: cf(e.user) == "dave@fabrikam.com" and e.operation == "Send")
+    assert [key_of(e) for e in entries] == expected
+    assert counting.calls == 10 and counting.peak >= 4  # Feb 22-29, Mar 1, Mar 2: ten day windows, several at once
+
+
+def test_dense_values_do_not_read_ahead(dataset):
+    counting = CountingIndex(dataset.services.index)
+    service = QueryService(counting, clock=FixedClock(NOW))  # type: ignore[arg-type]
+    page = service.page(service.parse({**WIDE, "top": "5"}))
+    assert len(page.entries) == 5 and page.next_key is not None
+    assert counting.calls == 1
