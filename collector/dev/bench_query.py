@@ -451,6 +451,7 @@ def measure(connection: str, dataset: Dataset, reps: int, seed: int = 5) -> list
 
     scenarios = [
         Scenario("(a) one user, 30 days, first page (top=100)", 0.300, [], []),
+        Scenario("(a′) one user drawn uniformly (mostly rare users: few rows, 30 day tables), 30 days", 0.300, [], []),
         Scenario("(b) one operation, 7 days, first page", 0.300, [], []),
         Scenario("(c) everything in one hour, first page", 0.300, [], []),
         Scenario("(d) q substring, one day, first page", 2.0, [], []),
@@ -464,20 +465,25 @@ def measure(connection: str, dataset: Dataset, reps: int, seed: int = 5) -> list
             scenarios[0].samples.append(elapsed)
             scenarios[0].rows.append(len(body["value"]))
 
-            start, end = window(timedelta(days=7))
-            elapsed, body = timed({"start": start, "end": end, "operation": universe.operation(rnd)[1], "top": "100"})
+            start, end = window(timedelta(days=30))
+            elapsed, body = timed({"start": start, "end": end, "user": rnd.choice(universe.users), "top": "100"})
             scenarios[1].samples.append(elapsed)
             scenarios[1].rows.append(len(body["value"]))
 
-            start, end = window(timedelta(hours=1))
-            elapsed, body = timed({"start": start, "end": end, "top": "100"})
+            start, end = window(timedelta(days=7))
+            elapsed, body = timed({"start": start, "end": end, "operation": universe.operation(rnd)[1], "top": "100"})
             scenarios[2].samples.append(elapsed)
             scenarios[2].rows.append(len(body["value"]))
 
-            start, end = window(timedelta(days=1))
-            elapsed, body = timed({"start": start, "end": end, "q": rnd.choice(Q_TERMS), "top": "100"})
+            start, end = window(timedelta(hours=1))
+            elapsed, body = timed({"start": start, "end": end, "top": "100"})
             scenarios[3].samples.append(elapsed)
             scenarios[3].rows.append(len(body["value"]))
+
+            start, end = window(timedelta(days=1))
+            elapsed, body = timed({"start": start, "end": end, "q": rnd.choice(Q_TERMS), "top": "100"})
+            scenarios[4].samples.append(elapsed)
+            scenarios[4].rows.append(len(body["value"]))
 
             start, end = window(timedelta(days=4))
             params: dict[str, str] | None = {"start": start, "end": end, "top": "1000"}
@@ -489,8 +495,8 @@ def measure(connection: str, dataset: Dataset, reps: int, seed: int = 5) -> list
                 page = response.json()
                 got += len(page["value"])
                 link, params = page.get("@odata.nextLink"), None
-            scenarios[4].samples.append(time.perf_counter() - began)
-            scenarios[4].rows.append(got)
+            scenarios[5].samples.append(time.perf_counter() - began)
+            scenarios[5].rows.append(got)
             print(f"  rep {len(scenarios[0].samples)}/{reps}: " + ", ".join(
                 f"{s.samples[-1] * 1000:,.0f} ms" for s in scenarios), file=sys.stderr, flush=True)
     finally:
@@ -518,6 +524,18 @@ def render(scenarios: list[Scenario], dataset: Dataset) -> str:
         p50, p95 = percentile(s.samples, 0.50), percentile(s.samples, 0.95)
         lines.append(f"| {s.name} | {statistics.median(s.rows):,.0f} | {_ms(p50)} | {_ms(p95)} | {_ms(s.target)} | "
                      f"{'met' if p95 <= s.target else '**missed**'} |")
+    lines += [
+        "",
+        "Notes. Latency includes loopback HTTP, the Tables SDK and JSON encoding. Azurite answers every table "
+        "query by scanning the whole (day) table with an interpreted filter and sorting the matches, so each "
+        "request costs a few milliseconds whatever it asks for; Azure Table storage serves the same PartitionKey "
+        "+ RowKey ranges directly. (a′) exercises the read-ahead: a rare user's 30 days are 30 day tables, "
+        "read 1, 2, 4, then 8 at a time; against Azurite, CPU-bound on this machine, that changes little (with "
+        "the read-ahead off, p50 and p95 were about the same); it pays off where each table query is a network round trip. (d) reads the day through the time view and filters in Python (a "
+        "substring cannot use an index); a frequent term fills the page early, a rare one reads the whole day. "
+        "(e) is ten JSON pages of 1,000; each page also reads one row past its end to know whether a "
+        "`@odata.nextLink` is needed.",
+    ]
     return "\n".join(lines) + "\n"
 
 
