@@ -21,8 +21,8 @@ VIEWS = ("t", "u", "o", "i")
 
 # Characters Table keys may not hold (plus `%`, our escape, and `_`, our org separator); blob
 # names get the same treatment so a contentId is always one path segment.
-_UNSAFE = re.compile(r"[%/\\#?_\x00-\x1f\x7f]")
-_UNSAFE_BLOB = re.compile(r"[%/\\#?\x00-\x1f\x7f]")
+_UNSAFE = re.compile(r"[%/\\#?_\x00-\x1f\x7f-\x9f]")
+_UNSAFE_BLOB = re.compile(r"[%/\\#?\x00-\x1f\x7f-\x9f]")
 
 
 def escape_key(text: str) -> str:

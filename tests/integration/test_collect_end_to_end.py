@@ -292,3 +292,25 @@ def test_health_reports_each_content_type(world: World):
     assert by_type["Audit.SharePoint"]["lagSeconds"] == 0
     assert by_type["Audit.Exchange"]["lastSuccessfulCollect"] == START.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     assert datetime.fromisoformat(report["time"].replace("Z", "+00:00")) == START.astimezone(UTC)
+
+
+def test_the_query_api_serves_what_collect_collected(world: World):
+    """Issue 3's routes on data collected from the simulator, through the same handlers serve uses."""
+    from collector import api
+
+    a, b = record(1, START - timedelta(hours=2)), record(2, START - timedelta(hours=1), UserId="Megan@contoso.com")
+    world.sim.add_blob("Audit.SharePoint", START - timedelta(minutes=30), [a, b])
+    services = world.services()
+    assert cycle(services)
+    handler = api.Api(lambda: services, stream=False)
+
+    page = json.loads(handler.audit({"user": "megan@CONTOSO.com", "start": "2026-11-19T00:00:00Z",
+                                     "end": "2026-11-21T00:00:00Z"}, "http://x/api/audit").read())
+    assert [r["id"] for r in page["value"]] == [b["Id"]]
+    everything = json.loads(handler.audit({"start": "2026-11-19T00:00:00Z", "end": "2026-11-21T00:00:00Z"},
+                                          "http://x/api/audit").read())
+    assert [r["id"] for r in everything["value"]] == [b["Id"], a["Id"]]  # newest first
+    raw = handler.record(a["Id"])
+    assert raw.status == 200 and json.loads(raw.read()) == a  # exactly as archived
+    health = json.loads(handler.health().read())
+    assert {t["contentType"] for t in health["contentTypes"]} == {"Audit.SharePoint", "Audit.Exchange"}
