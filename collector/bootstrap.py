@@ -58,26 +58,24 @@ class Services:
     def _credential(self) -> Any:
         return _storage_credential(self.settings)
 
-    @cached_property
-    def blob_service(self) -> BlobServiceClient:
+    def _storage_client(self, client_class: Any, service: str) -> Any:
+        """A storage SDK client: the managed identity in Azure, a connection string locally."""
         s = self.settings
         if s.uses_managed_identity_storage:
-            return BlobServiceClient(s.storage_endpoint("blob"), credential=self._credential, **_STORAGE_RETRY)
-        return BlobServiceClient.from_connection_string(s.storage_connection_string.reveal(), **_STORAGE_RETRY)
+            return client_class(s.storage_endpoint(service), credential=self._credential, **_STORAGE_RETRY)
+        return client_class.from_connection_string(s.storage_connection_string.reveal(), **_STORAGE_RETRY)
+
+    @cached_property
+    def blob_service(self) -> BlobServiceClient:
+        return self._storage_client(BlobServiceClient, "blob")  # type: ignore[no-any-return]
 
     @cached_property
     def table_service(self) -> TableServiceClient:
-        s = self.settings
-        if s.uses_managed_identity_storage:
-            return TableServiceClient(s.storage_endpoint("table"), credential=self._credential, **_STORAGE_RETRY)
-        return TableServiceClient.from_connection_string(s.storage_connection_string.reveal(), **_STORAGE_RETRY)
+        return self._storage_client(TableServiceClient, "table")  # type: ignore[no-any-return]
 
     @cached_property
     def queue_service(self) -> QueueServiceClient:
-        s = self.settings
-        if s.uses_managed_identity_storage:
-            return QueueServiceClient(s.storage_endpoint("queue"), credential=self._credential, **_STORAGE_RETRY)
-        return QueueServiceClient.from_connection_string(s.storage_connection_string.reveal(), **_STORAGE_RETRY)
+        return self._storage_client(QueueServiceClient, "queue")  # type: ignore[no-any-return]
 
     @cached_property
     def index(self) -> AuditIndex:
