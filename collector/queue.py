@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.queue import QueueMessage, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from .management_api import ContentRef
+
+T = TypeVar("T")
 
 # Messages live at most 7 days in a Storage queue by default; content expires in about 7 days too,
 # so a message that old can never succeed. Explicit, so the intent is on the page.
@@ -54,28 +57,13 @@ class ContentQueue:
         self.queue.delete_message(message)
 
     def depth(self) -> int:
-        try:
-            return int(self.queue.get_queue_properties().approximate_message_count or 0)
-        except HttpResponseError as exc:
-            if exc.status_code == 404:
-                return 0
-            raise
+        return _if_exists(lambda: int(self.queue.get_queue_properties().approximate_message_count or 0), 0)
 
     def poison_depth(self) -> int:
-        try:
-            return int(self.poison.get_queue_properties().approximate_message_count or 0)
-        except HttpResponseError as exc:
-            if exc.status_code == 404:
-                return 0
-            raise
+        return _if_exists(lambda: int(self.poison.get_queue_properties().approximate_message_count or 0), 0)
 
     def peek_poison(self, count: int = 32) -> list[dict[str, Any]]:
-        try:
-            messages = self.poison.peek_messages(max_messages=min(count, 32))
-        except HttpResponseError as exc:
-            if exc.status_code == 404:
-                return []
-            raise
+        messages = _if_exists(lambda: list(self.poison.peek_messages(max_messages=min(count, 32))), [])
         result = []
         for message in messages:
             try:
@@ -96,3 +84,13 @@ class ContentQueue:
                 self.poison.delete_message(message)
                 moved += 1
         return moved
+
+
+def _if_exists(read: Callable[[], T], default: T) -> T:
+    """`read()`, or `default` when the queue does not exist yet (404): nothing was ever queued."""
+    try:
+        return read()
+    except HttpResponseError as exc:
+        if exc.status_code == 404:
+            return default
+        raise
