@@ -6,10 +6,9 @@ scenario, a crash injected through our own AuditIndex class.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,27 +18,12 @@ from collector.bootstrap import Services
 from collector.management_api import ManagementApiClient
 from collector.settings import Settings
 from collector.simulator import Simulator, SimulatorServer
+from tests.clock import FakeClock
 
 TENANT = "7f3c1e2a-4b5d-4c6e-8f90-1a2b3c4d5e6f"
 CLIENT = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
 SECRET = "simulated-client-secret"
 START = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    """Shared by the collector and the simulator; moves only when a test says so."""
-
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, delta: timedelta) -> None:
-        with self._lock:
-            self._now += delta
 
 
 @dataclass

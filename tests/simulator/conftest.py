@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import requests
 
 from collector.simulator import Simulator, SimulatorServer
+from tests.clock import FakeClock
 
 TENANT = "7f3c1e2a-4b5d-4c6e-8f90-1a2b3c4d5e6f"
 CLIENT = "0a1b2c3d-4e5f-4071-8293-a4b5c6d7e8f9"
 SECRET = "test-secret"
 NOW = datetime(2024, 5, 14, 12, 0, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, delta: timedelta) -> None:
-        with self._lock:
-            self._now += delta
-
-    def set(self, now: datetime) -> None:
-        with self._lock:
-            self._now = now
 
 
 @dataclass
