@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -10,18 +9,12 @@ from datetime import UTC, datetime
 import pytest
 from azure.functions.queue import QueueMessage  # the class the host passes (has dequeue_count)
 
-import function_app
 from collector import bootstrap
 from collector.bootstrap import Services
 from collector.settings import BINDING_SETTINGS, QUEUE_CONNECTION, Settings
+from tests.app_functions import functions
 
 TENANT = "7f3c1e2a-4b5d-4c6e-8f90-1a2b3c4d5e6f"
-
-
-@functools.cache
-def functions() -> dict[str, object]:
-    # get_functions() may only be called once per app: a second call reports duplicate names.
-    return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
 
 
 def binding(name: str) -> dict[str, object]:

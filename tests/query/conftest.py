@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
 import pytest
 
@@ -14,15 +13,8 @@ from collector.bootstrap import Services
 from collector.index import IndexItem
 from collector.query import QueryService
 from collector.settings import Settings
+from tests.clock import FakeClock
 from tests.query.data import NOW, TENANT, Row, blob_body, build_rows
-
-
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self.value = now
-
-    def now(self) -> datetime:
-        return self.value
 
 
 @dataclass
@@ -35,11 +27,11 @@ class Dataset:
         return next(r for r in self.rows if r.entry.id == record_id)
 
     def query(self, **options: object) -> QueryService:
-        return QueryService(self.services.index, clock=FixedClock(NOW), **options)  # type: ignore[arg-type]
+        return QueryService(self.services.index, clock=FakeClock(NOW), **options)  # type: ignore[arg-type]
 
 
 def make_services(env: dict[str, str]) -> Services:
-    return Services(Settings.from_env(env, require_api=False), clock=FixedClock(NOW))
+    return Services(Settings.from_env(env, require_api=False), clock=FakeClock(NOW))
 
 
 @pytest.fixture(scope="session")

@@ -279,9 +279,9 @@ class FailingIndex:
 
 def test_a_failure_before_the_first_chunk_is_a_json_500(dataset):
     from collector.query import QueryService
-    from tests.query.conftest import FixedClock
+    from tests.clock import FakeClock
 
-    query = QueryService(FailingIndex(dataset.services.index, 0), clock=FixedClock(NOW))
+    query = QueryService(FailingIndex(dataset.services.index, 0), clock=FakeClock(NOW))
     for fmt in ("json", "csv", "ndjson"):
         assert_error(get(Api(dataset.services, query=query), "audit", {"format": fmt}), 500, "InternalError")
 

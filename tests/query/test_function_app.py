@@ -10,7 +10,7 @@ import azure.functions as func
 import pytest
 
 from collector import bootstrap
-from tests.functions.test_collection_functions import functions  # get_functions() may run only once per app
+from tests.app_functions import functions
 from tests.query.conftest import make_services
 from tests.query.data import oracle
 from tests.query.test_api import key_of_record

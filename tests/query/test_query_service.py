@@ -11,7 +11,7 @@ from collector import keys
 from collector.index import AuditIndex
 from collector.normalize import AuditEntry
 from collector.query import QueryPlan, QueryService
-from tests.query.conftest import FixedClock
+from tests.clock import FakeClock
 from tests.query.data import NOW, OTHER_ORG, TENANT, index_view, newest_first, oracle
 
 WIDE = {"start": "2024-02-22T00:00:00Z", "end": "2024-03-02T06:00:00Z"}
@@ -118,7 +118,7 @@ def test_default_range_is_the_last_24_hours_newest_first(dataset):
 
 
 def test_now_is_injectable(dataset):
-    later = QueryService(dataset.services.index, clock=FixedClock(NOW - timedelta(days=3)))
+    later = QueryService(dataset.services.index, clock=FakeClock(NOW - timedelta(days=3)))
     page = later.page(later.parse({"top": "1000"}))
     assert [key_of(e) for e in page.entries] == oracle(dataset.rows, NOW - timedelta(days=4), NOW - timedelta(days=3),
                                                        lambda e: True)
@@ -180,7 +180,7 @@ def test_user_ranges_are_not_limited_and_long_ranges_touch_only_existing_months(
 
 
 def test_an_empty_index_returns_an_empty_last_page(dataset):
-    empty = QueryService(AuditIndex(dataset.services.table_service, "nothinghere", TENANT), clock=FixedClock(NOW))
+    empty = QueryService(AuditIndex(dataset.services.table_service, "nothinghere", TENANT), clock=FakeClock(NOW))
     for params in ({}, {"user": "a@x.com", "start": "2000-01-01"}):
         page = empty.page(empty.parse(params))
         assert page.entries == [] and page.next_key is None
@@ -255,7 +255,7 @@ class CountingIndex:
 
 def test_sparse_values_read_days_ahead_in_parallel(dataset):
     counting = CountingIndex(dataset.services.index)
-    service = QueryService(counting, clock=FixedClock(NOW))  # type: ignore[arg-type]
+    service = QueryService(counting, clock=FakeClock(NOW))  # type: ignore[arg-type]
     entries, _ = all_pages(service, {**WIDE, "user": "dave@fabrikam.com", "operation": "Send", "top": "1000"})
     expected = oracle(dataset.rows, WIDE_START, WIDE_END, lambda e: cf(e.user) == "dave@fabrikam.com" and e.operation == "Send")
     assert [key_of(e) for e in entries] == expected
@@ -264,7 +264,7 @@ def test_sparse_values_read_days_ahead_in_parallel(dataset):
 
 def test_dense_values_do_not_read_ahead(dataset):
     counting = CountingIndex(dataset.services.index)
-    service = QueryService(counting, clock=FixedClock(NOW))  # type: ignore[arg-type]
+    service = QueryService(counting, clock=FakeClock(NOW))  # type: ignore[arg-type]
     page = service.page(service.parse({**WIDE, "top": "5"}))
     assert len(page.entries) == 5 and page.next_key is not None
     assert counting.calls == 1

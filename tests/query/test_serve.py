@@ -20,7 +20,7 @@ from collector.index import Hit
 from collector.normalize import FIELDS
 from collector.query import QueryService
 from collector.serve import QueryApiServer, make_server
-from tests.query.conftest import FixedClock
+from tests.clock import FakeClock
 from tests.query.data import NOW, index_view, oracle
 from tests.query.test_api import key_of_record
 from tests.query.test_query_service import WIDE, WIDE_END, WIDE_START
@@ -85,7 +85,7 @@ def test_python_client_pages_like_power_query(dataset, server, web):
 
 
 def test_python_client_through_short_pages(dataset, web):
-    query = QueryService(dataset.services.index, clock=FixedClock(NOW), scan_budget_rows=6)
+    query = QueryService(dataset.services.index, clock=FakeClock(NOW), scan_budget_rows=6)
     with running(make_server(dataset.services, "127.0.0.1", 0, api=Api(dataset.services, query=query))) as srv:
         records = list(audit_records(srv.url, "k", {**WIDE, "workload": "Exchange", "result": "Failed", "top": "2"}, web))
     expected = oracle(dataset.rows, WIDE_START, WIDE_END, lambda e: e.workload == "Exchange" and e.result == "Failed")
@@ -142,7 +142,7 @@ def test_csv_streams_with_chunked_transfer(dataset, server):
 
 
 def test_ndjson_truncation_over_http(dataset, web):
-    query = QueryService(dataset.services.index, clock=FixedClock(NOW), max_export_rows=4)
+    query = QueryService(dataset.services.index, clock=FakeClock(NOW), max_export_rows=4)
     with running(make_server(dataset.services, "127.0.0.1", 0, api=Api(dataset.services, query=query))) as srv:
         response = web.get(srv.url + "/api/audit", params={**WIDE, "format": "ndjson"})
         lines = response.text.splitlines()
@@ -170,7 +170,7 @@ class BreakingIndex:
 
 def test_a_failure_mid_stream_ends_the_response_incomplete(dataset, web):
     template = index_view(dataset.rows[0].entry)
-    query = QueryService(BreakingIndex(template), clock=FixedClock(NOW))  # type: ignore[arg-type]
+    query = QueryService(BreakingIndex(template), clock=FakeClock(NOW))  # type: ignore[arg-type]
     with running(make_server(dataset.services, "127.0.0.1", 0, api=Api(dataset.services, query=query))) as srv:
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             _ = web.get(srv.url + "/api/audit", params={"format": "csv"}).content
