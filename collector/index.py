@@ -1,4 +1,4 @@
-"""The index: normalized fields of every record in monthly Table storage tables (docs/architecture.md).
+"""The index: normalized fields of every record in per-day Table storage tables (docs/architecture.md).
 
 Writes group entities by (table, partition) into batches of at most 100 (the entity-group
 transaction limit; Azurite fails larger ones with a confusing error) and send them from a few
@@ -11,6 +11,7 @@ after an order key; the query layer merges and filters them.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import threading
@@ -25,6 +26,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from . import keys
+from .errors import IndexFormatError
 from .normalize import AuditEntry
 from .timeutil import format_record_time
 
@@ -34,11 +36,17 @@ BATCH_LIMIT = 100  # entity group transaction: ≤ 100 operations, one partition
 MAX_TEXT = 1024  # `object` and `userAgent` are cut here in the index; the raw record is complete
 TABLE_CACHE_SECONDS = 30.0  # how long a scan trusts its list of day tables
 
-# normalized field → short property name (billed size counts each property name twice)
-_PROPS = {
-    "user": "u", "operation": "op", "object": "ob", "result": "r", "clientIp": "ip", "userAgent": "ua",
-    "workload": "w", "recordType": "rt", "contentType": "ct", "organizationId": "org",
-}
+# Every index entity keeps its payload in one Edm.Binary property `d` holding a compact UTF-8 JSON
+# array. Billed size (cost-anchors §4, the Storage team's formula): a String costs 4 bytes plus 2
+# per character (UTF-16) and every property another 8 bytes plus 2 per character of its name; a
+# Binary costs 4 bytes plus 1 per byte. Ten short string properties cost about twice one binary
+# array of the same text, and the index is the main running cost. The first element is the
+# payload's format, so a later layout can tell its rows apart.
+PAYLOAD = "d"
+FORMAT = 1
+# Content types are stored as their position here: one digit instead of up to 26 characters.
+# A storage format: never reorder, only append. Unknown types are stored as their name.
+CONTENT_TYPE_CODES = ("Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.SharePoint", "Audit.General", "DLP.All")
 
 
 @dataclass(frozen=True)
@@ -59,34 +67,48 @@ class Hit:
     entry: AuditEntry
 
 
-def view_properties(entry: AuditEntry) -> dict[str, Any]:
-    props: dict[str, Any] = {}
-    for field, name in _PROPS.items():
-        value = getattr(entry, field)
-        if value is None or value == "":
-            continue
-        if isinstance(value, str) and len(value) > MAX_TEXT and field in ("object", "userAgent"):
-            value = value[:MAX_TEXT]
-        props[name] = value
-    return props
+def _pack(values: list[Any]) -> bytes:
+    return json.dumps([FORMAT, *values], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _unpack(entity: dict[str, Any], size: int) -> list[Any]:
+    payload = entity.get(PAYLOAD)
+    values = json.loads(payload) if isinstance(payload, bytes | bytearray) else None
+    if not isinstance(values, list) or values[:1] != [FORMAT] or len(values) != size + 1:
+        raise IndexFormatError(
+            f"index entity {entity.get('PartitionKey')!r}/{entity.get('RowKey')!r} is not in index format {FORMAT} "
+            "(written by another AuditKeep version?)"
+        )
+    return values[1:]
+
+
+def view_payload(entry: AuditEntry, tenant_id: str) -> bytes:
+    """The normalized fields of a view (t, u, o) entity; `id` and `time` live in the RowKey."""
+    code = CONTENT_TYPE_CODES.index(entry.contentType) if entry.contentType in CONTENT_TYPE_CODES else entry.contentType
+    # null: the deployment's own tenant (nearly every record), restored from tenant_id on reading
+    org = None if tenant_id and entry.organizationId.lower() == tenant_id.lower() else entry.organizationId
+    return _pack([
+        entry.user, entry.operation, entry.object[:MAX_TEXT], entry.result, entry.clientIp,
+        entry.userAgent[:MAX_TEXT], entry.workload, entry.recordType, code, org,
+    ])
 
 
 def entry_from_entity(order_key: str, entity: dict[str, Any], tenant_id: str) -> AuditEntry:
-    when, record_id, org = keys.split_order_key(order_key)
-    rt = entity.get("rt")
+    when, record_id, _org = keys.split_order_key(order_key)
+    user, operation, obj, result, ip, agent, workload, record_type, code, org = _unpack(entity, 10)
     return AuditEntry(
         id=record_id,
         time=format_record_time(when),
-        user=entity.get("u", ""),
-        operation=entity.get("op", ""),
-        object=entity.get("ob", ""),
-        result=entity.get("r", ""),
-        clientIp=entity.get("ip", ""),
-        userAgent=entity.get("ua", ""),
-        workload=entity.get("w", ""),
-        recordType=int(rt) if rt is not None else None,
-        contentType=entity.get("ct", ""),
-        organizationId=entity.get("org", "") or (org or tenant_id),
+        user=user,
+        operation=operation,
+        object=obj,
+        result=result,
+        clientIp=ip,
+        userAgent=agent,
+        workload=workload,
+        recordType=record_type,
+        contentType=CONTENT_TYPE_CODES[code] if isinstance(code, int) else code,
+        organizationId=tenant_id if org is None else org,
     )
 
 
@@ -94,20 +116,27 @@ def entities_for(item: IndexItem, tenant_id: str) -> list[tuple[str, dict[str, A
     """The four entities of one record as (view, entity)."""
     entry = item.entry
     order = keys.order_key(item.when, entry.id, entry.organizationId, tenant_id)
-    props = view_properties(entry)
+    payload = view_payload(entry, tenant_id)
     user_hash = keys.value_hash(entry.user)
     op_hash = keys.value_hash(entry.operation)
     record_key = order[10:]  # kid + org suffix
     return [
-        ("t", {"PartitionKey": keys.hour_partition(item.when), "RowKey": order, **props}),
-        ("u", {"PartitionKey": keys.shard(user_hash), "RowKey": user_hash + order, **props}),
-        ("o", {"PartitionKey": keys.shard(op_hash), "RowKey": op_hash + order, **props}),
-        ("i", {"PartitionKey": keys.id_partition(record_key), "RowKey": record_key, "b": item.blob, "n": item.position}),
+        ("t", {"PartitionKey": keys.hour_partition(item.when), "RowKey": order, PAYLOAD: payload}),
+        ("u", {"PartitionKey": keys.shard(user_hash), "RowKey": user_hash + order, PAYLOAD: payload}),
+        ("o", {"PartitionKey": keys.shard(op_hash), "RowKey": op_hash + order, PAYLOAD: payload}),
+        ("i", {"PartitionKey": keys.id_partition(record_key), "RowKey": record_key,
+               PAYLOAD: _pack([item.blob, item.position])}),
     ]
 
 
+def location_from_entity(entity: dict[str, Any]) -> tuple[str, int]:
+    """(archive blob, position in its JSON array) of an id entity."""
+    blob, position = _unpack(entity, 2)
+    return str(blob), int(position)
+
+
 class AuditIndex:
-    """Monthly index tables: write views in batches, scan them newest first, locate raw records."""
+    """Per-day index tables: write views in batches, scan them newest first, locate raw records."""
 
     def __init__(self, service: TableServiceClient, prefix: str, tenant_id: str, *, writers: int = 4) -> None:
         self.service = service
@@ -260,7 +289,7 @@ class AuditIndex:
                 entity = table.get_entity(partition, key)
             except ResourceNotFoundError:
                 return None
-            return str(entity["b"]), int(entity["n"])
+            return location_from_entity(entity)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             for start in range(0, len(days), 32):  # newest first, 32 days per round
@@ -272,7 +301,7 @@ class AuditIndex:
             table = self.service.get_table_client(keys.table_name(self.prefix, "i", day))
             for entity in table.query_entities("RowKey gt @low and RowKey lt @high",
                                                parameters={"low": key + "_", "high": key + "`"}):
-                return str(entity["b"]), int(entity["n"])
+                return location_from_entity(entity)
         return None
 
     def drop_month(self, month: str) -> list[str]:
