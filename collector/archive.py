@@ -42,9 +42,6 @@ class RawArchive:
             if exc.status_code != 403:
                 raise
 
-    def exists(self, name: str) -> bool:
-        return bool(self.container.get_blob_client(name).exists())
-
     def put(self, content_type: str, content_id: str, content_created: datetime, body: bytes, records: int) -> Archived:
         name = keys.archive_blob_name(content_type, content_id, content_created)
         data = gzip.compress(body, compresslevel=6, mtime=0)  # mtime=0: a retry writes identical bytes

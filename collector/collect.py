@@ -22,7 +22,15 @@ from typing import Any
 
 from . import keys
 from .archive import RawArchive
-from .errors import AuthError, CollectorError, ContentUnavailableError, FatalApiError, InvalidWindowError, SubscriptionError
+from .errors import (
+    AuthError,
+    CollectorError,
+    ContentUnavailableError,
+    FatalApiError,
+    InvalidWindowError,
+    NotFoundError,
+    SubscriptionError,
+)
 from .index import AuditIndex, IndexItem
 from .ledger import Ledger
 from .management_api import ContentRef, ManagementApiClient
@@ -219,7 +227,7 @@ class ContentProcessor:
     def process(self, body: bytes | str, dequeue_count: int = 1) -> ProcessResult:
         ref = parse_message(body)
         try:
-            return self._process(ref)
+            return self._process(ref, dequeue_count)
         except Exception as exc:
             if dequeue_count >= self.settings.max_dequeue_count:
                 # Last attempt: the message goes to the poison queue; the ledger says why (health).
@@ -228,23 +236,27 @@ class ContentProcessor:
                 self.ledger.mark(ref, "failed", self.clock.now(), error=f"{exc.__class__.__name__}: {exc}")
             raise
 
-    def _process(self, ref: ContentRef) -> ProcessResult:
+    def _process(self, ref: ContentRef, dequeue_count: int = 1) -> ProcessResult:
         if self.ledger.status(ref) in ("done", "expired", "missing"):
             return ProcessResult(ref.content_id, "skipped")  # a duplicate message
         now = self.clock.now()
         name = keys.archive_blob_name(ref.content_type, ref.content_id, ref.content_created)
-        fetched = False
-        if self.archive.exists(name):
-            body = self.archive.read(name)  # archived by an attempt that died before indexing
-        else:
+        # A retry may find the blob archived by an attempt that died before indexing: index from the
+        # archive instead of fetching again (the content may have expired since). A first delivery
+        # fetches straight away, saving a storage round trip per blob.
+        body = self._archived(name) if dequeue_count > 1 else None
+        fetched = body is None
+        if body is None:
             try:
                 body = self.api.fetch_content(ref.content_uri, time.monotonic() + PROCESS_BUDGET_SECONDS)
             except ContentUnavailableError as exc:
-                outcome = "expired" if exc.code == "AF20051" or ref.content_expiration <= now else "missing"
-                log.error("collect.content_%s %s %s: %s", outcome, ref.content_type, ref.content_id, exc)
-                self.ledger.mark(ref, outcome, now, error=str(exc))
-                return ProcessResult(ref.content_id, outcome)
-            fetched = True
+                body = self._archived(name)  # a duplicate message of a blob archived in time
+                if body is None:
+                    outcome = "expired" if exc.code == "AF20051" or ref.content_expiration <= now else "missing"
+                    log.error("collect.content_%s %s %s: %s", outcome, ref.content_type, ref.content_id, exc)
+                    self.ledger.mark(ref, outcome, now, error=str(exc))
+                    return ProcessResult(ref.content_id, outcome)
+                fetched = False
         records = parse_records(body, ref)
         if fetched:
             self.archive.put(ref.content_type, ref.content_id, ref.content_created, body, len(records))
@@ -255,6 +267,12 @@ class ContentProcessor:
         entities = self.index.write(items)
         self.ledger.mark(ref, "done", self.clock.now(), records=len(records), blob=name)
         return ProcessResult(ref.content_id, "indexed", len(records), entities, fetched)
+
+    def _archived(self, name: str) -> bytes | None:
+        try:
+            return self.archive.read(name)
+        except NotFoundError:
+            return None
 
 
 def parse_message(body: bytes | str) -> ContentRef:

@@ -15,7 +15,7 @@ INV_BASE = 9_999_999_999
 # (≤ 100 entities), so fewer partitions mean fuller batches; more partitions keep each one small
 # (Azurite's upsert scans the whole partition) and give Azure 2,000 entities/s each (cost-anchors
 # §4). Reads never span shards: a user, an operation or an id always maps to exactly one.
-SHARDS = 8
+SHARDS = 4
 HASH_LEN = 16
 VIEWS = ("t", "u", "o", "i")
 

@@ -3,7 +3,8 @@
 Ingestion: a synthetic 7-day backfill of at least 200,000 records goes through the whole pipeline
 (simulator over HTTPS → listing → queue → fetch → archive → index) on a fresh Azurite. In the same
 run, Azurite's own ceiling is measured: the very same index entities written as plain 100-entity
-batch upserts with the same writer threads and nothing else going on. The ratio of the two rates
+batch upserts with the same writer threads and nothing else going on, into a second, empty Azurite
+(the pipeline also started from an empty one). The ratio of the two rates
 per index entity is the figure of merit (target ≥ 0.7). Numbers go to docs/performance.md.
 """
 
@@ -90,7 +91,7 @@ def start_simulator(state_dir: Path, records_per_hour: int, days: int, seed: int
 
 
 def ingestion(records_per_hour: int, days: int, workers: int, seed: int) -> str:
-    from azure.data.tables import UpdateMode
+    from azure.data.tables import TableServiceClient, UpdateMode
 
     from .. import keys
     from ..bootstrap import Services
@@ -156,18 +157,24 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int) -> str:
             if batch:
                 batches.append((table, list(batch.values())))
         ceiling_entities = sum(len(rows) for _, rows in batches)
+        writers = services.index.writers
+        # The ceiling starts from an empty Azurite, as the pipeline did: Azurite slows down as it
+        # holds more data, so writing the ceiling on top of the pipeline's data would flatter the ratio.
+        storage.stop()
+        storage = azurite.start(in_memory=True, log_path=BENCH_DIR / "azurite-ceiling.log")
+        ceiling_service = TableServiceClient.from_connection_string(storage.connection_string)
         for table in {table for table, _ in batches}:
-            services.table_service.create_table(table)
+            ceiling_service.create_table(table)
 
         def submit(batch: tuple[str, list[dict[str, Any]]]) -> None:
             table, rows = batch
-            services.table_service.get_table_client(table).submit_transaction(
+            ceiling_service.get_table_client(table).submit_transaction(
                 [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in rows])
 
-        print(f"ceiling: {ceiling_entities:,} entities as plain 100-entity batches, {services.index.writers} threads ...",
+        print(f"ceiling: {ceiling_entities:,} entities as plain 100-entity batches, {writers} threads, fresh Azurite ...",
               file=sys.stderr, flush=True)
         ceiling_started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=services.index.writers) as pool:
+        with ThreadPoolExecutor(max_workers=writers) as pool:
             list(pool.map(submit, batches))
         ceiling_seconds = time.perf_counter() - ceiling_started
     finally:
@@ -196,7 +203,7 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int) -> str:
         f"| records/s | {records / pipeline_seconds:,.0f} |",
         f"| index entities written (4 per record) | {result.entities:,} |",
         f"| pipeline index entities/s | {pipeline_rate:,.0f} |",
-        f"| Azurite ceiling: the same {ceiling_entities:,} entities as plain 100-entity batch upserts | {ceiling_rate:,.0f} entities/s |",
+        f"| Azurite ceiling: the same {ceiling_entities:,} entities as plain 100-entity batch upserts into a fresh Azurite | {ceiling_rate:,.0f} entities/s |",
         f"| **ratio pipeline / ceiling (target ≥ 0.7)** | **{pipeline_rate / ceiling_rate:.2f}** |",
         f"| archive bytes per record (gzip JSON, as stored) | {archive_bytes / records:,.0f} B |",
         f"| index bytes per entity (Table billed size, mean of all views) | {index_per_entity:,.0f} B |",

@@ -55,7 +55,8 @@ def services(storage_connection_string: str, unique_prefix: str):
 
 
 def test_queue_function_indexes_a_blob_that_is_already_archived(services: Services):
-    """A message whose blob was archived by an earlier, interrupted attempt is indexed from the archive."""
+    """The redelivery of a message whose blob an interrupted attempt archived is indexed from the archive
+    (contentUri points at a host this test cannot reach: a fetch would fail)."""
     created = datetime(2026, 11, 24, 10, 0, 5, tzinfo=UTC)
     records = [{"Id": str(uuid.uuid4()), "CreationTime": "2026-11-24T09:59:00", "Operation": "FileAccessed",
                 "UserId": "alex@contoso.com", "OrganizationId": TENANT, "RecordType": 6, "Workload": "SharePoint"}]
@@ -65,7 +66,7 @@ def test_queue_function_indexes_a_blob_that_is_already_archived(services: Servic
                "contentUri": f"https://manage.office.com/api/v1.0/{TENANT}/activity/feed/audit/{content_id}",
                "contentExpiration": "2026-12-01T10:00:05.000Z"}
     fn = functions()["process_content_blob"].get_user_function()  # type: ignore[attr-defined]
-    fn(QueueMessage(id="1", body=json.dumps(message).encode(), dequeue_count=1))
+    fn(QueueMessage(id="1", body=json.dumps(message).encode(), dequeue_count=2))
 
     hits = list(services.index.scan("u", datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC),
                                     value="ALEX@contoso.com"))
