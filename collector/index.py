@@ -73,7 +73,10 @@ def _pack(values: list[Any]) -> bytes:
 
 def _unpack(entity: dict[str, Any], size: int) -> list[Any]:
     payload = entity.get(PAYLOAD)
-    values = json.loads(payload) if isinstance(payload, bytes | bytearray) else None
+    try:
+        values = json.loads(payload) if isinstance(payload, bytes | bytearray) else None
+    except ValueError:  # not JSON (or not UTF-8)
+        values = None
     if not isinstance(values, list) or values[:1] != [FORMAT] or len(values) != size + 1:
         raise IndexFormatError(
             f"index entity {entity.get('PartitionKey')!r}/{entity.get('RowKey')!r} is not in index format {FORMAT} "

@@ -85,6 +85,7 @@ def test_id_entity_locates_the_raw_record():
         {"PartitionKey": "03", "RowKey": "k", "u": "anna", "op": "FileAccessed"},  # string properties, no payload
         {"PartitionKey": "03", "RowKey": "k", "d": b'[2,"a","b"]'},  # a future format
         {"PartitionKey": "03", "RowKey": "k", "d": b'[1,"a"]'},  # wrong arity
+        {"PartitionKey": "03", "RowKey": "k", "d": b"\xff\x00 not json"},
     ],
 )
 def test_an_entity_in_another_format_is_a_clear_error(entity):
