@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 SUBSCRIBE_INTERVAL = timedelta(minutes=15)  # "wait 15 minutes before another start request" (§3.1)
 PROCESS_BUDGET_SECONDS = 300.0
+PROGRESS_SECONDS = 10.0  # drain progress lines at most this often
 
 
 def _quiet(_: str) -> None:
@@ -306,10 +307,20 @@ class DrainReport:
 
 
 def drain(queue: ContentQueue, processor: ContentProcessor, *, workers: int = 4, visibility_timeout: int = 300,
-          retry_delay: int = 2, deadline: float | None = None, progress: Progress = _quiet) -> DrainReport:
-    """Process the queue until it is empty (or the deadline), like the Functions queue trigger."""
+          retry_delay: int = 2, deadline: float | None = None, limit: int | None = None,
+          progress: Progress = _quiet) -> DrainReport:
+    """Process the queue until it is empty (or the deadline, or `limit` messages), like the Functions queue trigger.
+
+    Like the host (batchSize / newBatchThreshold in host.json), it keeps every worker busy: it asks
+    the queue for more as soon as fewer than 2 × `workers` messages are in hand, instead of waiting
+    for a whole batch to finish, so one slow blob never leaves the other workers (and the storage
+    service) idle.
+    """
     report = DrainReport()
     max_attempts = processor.settings.max_dequeue_count
+    in_hand_max = 2 * workers  # one running and one ready per worker; the rest stay visible to others
+    received = 0
+    last_progress = time.monotonic()
 
     def handle(message: Any) -> tuple[Any, ProcessResult | None, BaseException | None]:
         try:
@@ -317,29 +328,43 @@ def drain(queue: ContentQueue, processor: ContentProcessor, *, workers: int = 4,
         except Exception as exc:  # noqa: BLE001 - reported below, exactly as the host would
             return message, None, exc
 
+    def settle(message: Any, result: ProcessResult | None, error: BaseException | None) -> None:
+        if result is not None:
+            queue.delete(message)
+            report.processed += 1
+            report.records += result.records
+            report.entities += result.entities
+            report.outcomes[result.outcome] = report.outcomes.get(result.outcome, 0) + 1
+        elif (message.dequeue_count or 1) >= max_attempts:
+            queue.to_poison(message)
+            report.poisoned += 1
+            log.error("collect.poisoned message after %d attempts: %s", message.dequeue_count, error)
+        else:
+            report.failed_attempts += 1
+            log.warning("collect.retry message (attempt %d): %s", message.dequeue_count, error)
+            queue.retry_later(message, retry_delay * (message.dequeue_count or 1))
+
+    in_hand: set[Future[tuple[Any, ProcessResult | None, BaseException | None]]] = set()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        while deadline is None or time.monotonic() < deadline:
-            messages = queue.receive(min(32, workers * 4), visibility_timeout)
-            if not messages:
-                if queue.depth() == 0:
+        while True:
+            stopping = (deadline is not None and time.monotonic() >= deadline) or (limit is not None and received >= limit)
+            room = in_hand_max - len(in_hand)
+            if limit is not None:
+                room = min(room, limit - received)
+            if not stopping and room > 0:
+                messages = queue.receive(min(32, room), visibility_timeout)
+                received += len(messages)
+                in_hand.update(pool.submit(handle, message) for message in messages)
+            if not in_hand:
+                if stopping or queue.depth() == 0:
                     break
                 time.sleep(0.5)  # messages waiting out a retry delay
                 continue
-            for message, result, error in pool.map(handle, messages):
-                if result is not None:
-                    queue.delete(message)
-                    report.processed += 1
-                    report.records += result.records
-                    report.entities += result.entities
-                    report.outcomes[result.outcome] = report.outcomes.get(result.outcome, 0) + 1
-                elif (message.dequeue_count or 1) >= max_attempts:
-                    queue.to_poison(message)
-                    report.poisoned += 1
-                    log.error("collect.poisoned message after %d attempts: %s", message.dequeue_count, error)
-                else:
-                    report.failed_attempts += 1
-                    log.warning("collect.retry message (attempt %d): %s", message.dequeue_count, error)
-                    queue.retry_later(message, retry_delay * (message.dequeue_count or 1))
-            progress(f"processed {report.processed} blobs, {report.records:,} records "
-                     f"({queue.depth()} waiting, {report.poisoned} poisoned)")
+            done, in_hand = wait(in_hand, return_when=FIRST_COMPLETED)
+            for future in done:
+                settle(*future.result())
+            if time.monotonic() - last_progress >= PROGRESS_SECONDS or not in_hand:
+                last_progress = time.monotonic()
+                progress(f"processed {report.processed} blobs, {report.records:,} records "
+                         f"({queue.depth()} waiting, {report.poisoned} poisoned)")
     return report

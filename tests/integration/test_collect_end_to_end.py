@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -314,3 +315,53 @@ def test_the_query_api_serves_what_collect_collected(world: World):
     assert raw.status == 200 and json.loads(raw.read()) == a  # exactly as archived
     health = json.loads(handler.health().read())
     assert {t["contentType"] for t in health["contentTypes"]} == {"Audit.SharePoint", "Audit.Exchange"}
+
+
+class _BlockingProcessor:
+    """Our ContentProcessor, holding one message until `others` other messages are done."""
+
+    def __init__(self, processor, blocked_id: str, others: int) -> None:  # type: ignore[no-untyped-def]
+        self.processor, self.settings = processor, processor.settings
+        self.blocked_id, self.others = blocked_id, others
+        self.done: list[str] = []
+        self.enough = threading.Event()
+        self.waited_out = False
+
+    def process(self, body, dequeue_count=1):  # type: ignore[no-untyped-def]
+        content_id = json.loads(body)["contentId"]
+        if content_id == self.blocked_id:
+            self.waited_out = not self.enough.wait(timeout=30)
+        result = self.processor.process(body, dequeue_count)
+        self.done.append(content_id)
+        if len(self.done) >= self.others:
+            self.enough.set()
+        return result
+
+
+def test_drain_keeps_workers_busy_while_one_blob_is_slow(world: World):
+    blobs = [world.sim.add_blob("Audit.SharePoint", START - timedelta(minutes=50 - i), [record(i, START - timedelta(hours=1))])
+             for i in range(10)]
+    services = world.services(M365_CONTENT_TYPES="Audit.SharePoint")
+    services.listing.run()
+    slow = _BlockingProcessor(services.processor, blobs[0].content_id, others=8)
+
+    # Two workers: the slow blob holds one; the other must go on to fresh messages instead of
+    # waiting for the slow one's batch to finish (the Functions host behaves so too).
+    result = drain(services.queue, slow, workers=2)  # type: ignore[arg-type]
+
+    assert not slow.waited_out
+    assert result.outcomes == {"indexed": 10}
+    assert slow.done[-1] == blobs[0].content_id
+
+
+def test_drain_stops_after_limit_messages_and_leaves_the_rest_queued(world: World):
+    for i in range(5):
+        world.sim.add_blob("Audit.SharePoint", START - timedelta(minutes=50 - i), [record(i, START - timedelta(hours=1))])
+    services = world.services(M365_CONTENT_TYPES="Audit.SharePoint")
+    services.listing.run()
+
+    first = drain(services.queue, services.processor, workers=2, limit=3)
+
+    assert first.processed == 3 and services.queue.depth() == 2
+    rest = drain(services.queue, services.processor, workers=2)
+    assert rest.processed == 2 and len(all_hits(services)) == 5
