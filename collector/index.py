@@ -132,6 +132,25 @@ def entities_for(item: IndexItem, tenant_id: str) -> list[tuple[str, dict[str, A
     ]
 
 
+def plan_batches(items: Iterable[IndexItem], prefix: str, tenant_id: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The transactions that index `items`: (table, ≤ 100 entities of one partition) each.
+
+    Duplicates (the same record twice in a blob, §5.5) collapse onto one key first: a transaction
+    may not touch the same entity twice.
+    """
+    groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for item in items:
+        day = keys.day_of(item.when)
+        for view, entity in entities_for(item, tenant_id):
+            table = keys.table_name(prefix, view, day)
+            groups.setdefault((table, entity["PartitionKey"]), {})[entity["RowKey"]] = entity
+    return [
+        (table, chunk)
+        for (table, _pk), rows in groups.items()
+        for chunk in _chunks(list(rows.values()), BATCH_LIMIT)
+    ]
+
+
 def location_from_entity(entity: dict[str, Any]) -> tuple[str, int]:
     """(archive blob, position in its JSON array) of an id entity."""
     blob, position = _unpack(entity, 2)
@@ -164,22 +183,8 @@ class AuditIndex:
                 self._listing[view][1].add(day)
 
     def write(self, items: Iterable[IndexItem]) -> int:
-        """Upsert (replace) every view entity of `items`; returns the number of entities written.
-
-        Duplicates (same record twice in a blob, §5.5) collapse onto one key before batching: a
-        batch may not touch the same entity twice.
-        """
-        groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-        for item in items:
-            day = keys.day_of(item.when)
-            for view, entity in entities_for(item, self.tenant_id):
-                table = keys.table_name(self.prefix, view, day)
-                groups.setdefault((table, entity["PartitionKey"]), {})[entity["RowKey"]] = entity
-        batches = [
-            (table, chunk)
-            for (table, _pk), rows in groups.items()
-            for chunk in _chunks(list(rows.values()), BATCH_LIMIT)
-        ]
+        """Upsert (replace) every view entity of `items`; returns the number of entities written."""
+        batches = plan_batches(items, self.prefix, self.tenant_id)
         for table in {table for table, _ in batches}:
             self.ensure_table(table)
         if len(batches) <= 1 or self.writers <= 1:
