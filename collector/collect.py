@@ -1,8 +1,9 @@
 """The two use cases of collection and the local queue runner.
 
-- ListingService.run: the timer. Per content type: plan windows, list content, queue every blob
-  the ledger has not seen, record it in the ledger, then advance the checkpoint. Enqueue before
-  ledger, ledger before checkpoint: a crash anywhere re-does work, never skips it.
+- ListingService.run: the timer. Per content type: plan windows; then, oldest window first across
+  the types, list content, queue every blob the ledger has not seen, record it in the ledger, then
+  advance that type's checkpoint. Enqueue before ledger, ledger before checkpoint: a crash
+  anywhere re-does work, never skips it.
 - ContentProcessor.process: one queue message. Fetch (or re-read the archive), archive write-once,
   index, mark done. Archive before index, index before done.
 - drain: what the Functions queue trigger does in Azure, for the CLI and tests: process messages
@@ -11,10 +12,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -80,6 +82,20 @@ class RunReport:
         return not any(t.error for t in self.types)
 
 
+@dataclass
+class _TypeRun:
+    """One content type's part of a listing run: its windows, progress and state."""
+
+    report: TypeReport
+    state: TypeState
+    windows: list[Window] = field(default_factory=list)
+
+    @property
+    def next_window(self) -> Window | None:
+        done = self.report.windows_done
+        return None if self.report.error or done >= len(self.windows) else self.windows[done]
+
+
 class ListingService:
     """The timer: list new content for every content type and queue it (see module docstring)."""
 
@@ -95,7 +111,6 @@ class ListingService:
     def run(self, progress: Progress = _quiet) -> RunReport:
         deadline = time.monotonic() + self.settings.max_runtime_seconds
         now = self.clock.now()
-        report = RunReport()
         try:
             subscriptions = {str(s.get("contentType", "")).lower(): str(s.get("status", "")).lower()
                              for s in self.api.list_subscriptions(deadline)}
@@ -104,56 +119,80 @@ class ListingService:
         except CollectorError as exc:
             log.warning("collect.subscriptions_unavailable %s", exc)
             subscriptions = {}
-        for content_type in self.settings.content_types:
-            report.types.append(self._collect_type(content_type, now, subscriptions, deadline, progress))
+        runs = [self._begin(content_type, now, subscriptions, deadline) for content_type in self.settings.content_types]
+        # Oldest window first, across content types (ties in configured order): a backfill queues
+        # every type's oldest content before anybody's newer content, and the queue is roughly first
+        # in, first out, so the queue function reaches the content nearest to expiry first (content
+        # lives 7 days, reference §5.3). Type after type, the last type's oldest day would wait
+        # behind the whole backfill of the others and could expire meanwhile.
+        while pending := [run for run in runs if run.next_window is not None]:
+            if time.monotonic() > deadline:
+                for run in pending:
+                    log.warning("collect.deadline %s stopped after %d of %d windows", run.report.content_type,
+                                run.report.windows_done, run.report.windows)
+                break
+            self._step(min(pending, key=lambda run: run.next_window.start), now, deadline, progress)  # type: ignore[union-attr]
+        for run in runs:
+            if run.report.windows_done == run.report.windows and not run.report.error:
+                run.state = run.state.but(last_success_at=now, last_error="")
+                self.state.save(run.state)
         try:
             self.ledger.prune(now)
         except Exception:  # noqa: BLE001 - housekeeping must not fail a run; logged with traceback
             log.exception("collect.ledger_prune_failed")
+        report = RunReport([run.report for run in runs])
         failures = [t for t in report.types if t.fatal]
         if failures:
             raise FatalApiError("; ".join(f"{t.content_type}: {t.error}" for t in failures))
         return report
 
-    def _collect_type(self, content_type: str, now: datetime, subscriptions: dict[str, str], deadline: float,
-                      progress: Progress) -> TypeReport:
-        report = TypeReport(content_type)
-        state = self.state.load(content_type).but(last_run_at=now)
-        try:
+    def _begin(self, content_type: str, now: datetime, subscriptions: dict[str, str], deadline: float) -> _TypeRun:
+        """Subscribe if needed and plan the windows of one content type."""
+        run = _TypeRun(TypeReport(content_type), self.state.load(content_type).but(last_run_at=now))
+        with self._failures_of(run, now):
             if subscriptions.get(content_type.lower()) != "enabled":
-                state = self._subscribe(content_type, state, now, deadline)
-            plan = plan_windows(state.cursor, now,
+                run.state = self._subscribe(content_type, run.state, now, deadline)
+            plan = plan_windows(run.state.cursor, now,
                                 overlap=timedelta(minutes=self.settings.overlap_minutes),
                                 initial_lookback=timedelta(hours=self.settings.initial_lookback_hours))
-            report.windows = len(plan.windows)
+            run.windows = plan.windows
+            run.report.windows = len(plan.windows)
             if plan.lost is not None:
-                report.lost = plan.lost
-                state = state.but(lost_before=plan.lost.end)
+                run.report.lost = plan.lost
+                run.state = run.state.but(lost_before=plan.lost.end)
                 log.error("collect.content_lost %s: content available %s can no longer be listed "
                           "(the collector was away longer than the API keeps content)", content_type, plan.lost)
-            for number, window in enumerate(plan.windows, 1):
-                if time.monotonic() > deadline:
-                    log.warning("collect.deadline %s stopped after %d of %d windows", content_type, number - 1, len(plan.windows))
-                    break
-                refs, state = self._list(content_type, window, state, now, deadline)
-                self._queue(refs, report, now)
-                state = state.but(cursor=window.end)
-                self.state.save(state)  # the checkpoint moves only after the blobs are queued
-                report.windows_done = number
-                progress(f"{content_type}: window {number}/{len(plan.windows)} {window}: "
-                         f"{len(refs)} blobs listed, {report.queued} queued so far")
-            if report.windows_done == report.windows:
-                state = state.but(last_success_at=now, last_error="")
+        return run
+
+    def _step(self, run: _TypeRun, now: datetime, deadline: float, progress: Progress) -> None:
+        """List one window of one content type, queue what is new, then move its checkpoint."""
+        report = run.report
+        window = run.windows[report.windows_done]
+        with self._failures_of(run, now):
+            refs, run.state = self._list(report.content_type, window, run.state, now, deadline)
+            self._queue(refs, report, now)
+            run.state = run.state.but(cursor=window.end)
+            self.state.save(run.state)  # the checkpoint moves only after the blobs are queued
+            report.windows_done += 1
+            progress(f"{report.content_type}: window {report.windows_done}/{report.windows} {window}: "
+                     f"{len(refs)} blobs listed, {report.queued} queued so far")
+
+    @contextlib.contextmanager
+    def _failures_of(self, run: _TypeRun, now: datetime) -> Iterator[None]:
+        """A CollectorError ends this content type's part of the run (recorded in its state); the
+        others go on, except after an AuthError: the credentials will fail for every type."""
+        try:
+            yield
         except CollectorError as exc:
+            report = run.report
             report.error = f"{exc.__class__.__name__}: {exc}"
             report.fatal = isinstance(exc, FatalApiError) and not isinstance(exc, SubscriptionError)
-            state = state.but(last_error=report.error, last_error_at=now)
-            log.error("collect.type_failed %s: %s", content_type, report.error)
+            run.state = run.state.but(last_error=report.error, last_error_at=now)
+            log.error("collect.type_failed %s: %s", report.content_type, report.error)
             if isinstance(exc, AuthError):
-                raise  # the credentials will fail for every other content type too
+                raise
         finally:
-            self.state.save(state)
-        return report
+            self.state.save(run.state)
 
     def _subscribe(self, content_type: str, state: TypeState, now: datetime, deadline: float) -> TypeState:
         if state.last_subscribe_at is not None and now - state.last_subscribe_at < SUBSCRIBE_INTERVAL:

@@ -78,6 +78,27 @@ def test_three_day_backfill_spans_several_windows(world: World):
     assert state.cursor == START and state.last_error == ""
 
 
+def test_a_backfill_queues_the_oldest_content_of_every_type_first(world: World):
+    # The queue is roughly first in, first out: whatever is queued first is fetched first. Listing
+    # type after type would leave the last type's oldest day (the first to expire) to the end.
+    for content_type in ("Audit.SharePoint", "Audit.Exchange"):
+        for day in range(3):
+            created = START - timedelta(days=day, hours=1)
+            world.sim.add_blob(content_type, created, [record(day, created - timedelta(minutes=20))])
+    services = world.services(COLLECT_INITIAL_LOOKBACK_HOURS="72")
+
+    report = services.listing.run()
+
+    assert report.queued == 6
+    lists = [(r.query["starttime"], r.query["contenttype"]) for r in world.api_requests("content_list")
+             if "starttime" in r.query]
+    assert lists == sorted(lists, key=lambda listed: listed[0])  # window by window, both types each time
+    assert {content_type for _, content_type in lists[:2]} == {"Audit.SharePoint", "Audit.Exchange"}
+    queued = [json.loads(message.content)["contentId"] for message in services.queue.receive(32, 60)]
+    created = {blob.content_id: blob.content_created for blob in world.sim.blobs()}
+    assert [created[c] for c in queued] == sorted(created[c] for c in queued)
+
+
 def test_paging_follows_next_page_uri_through_an_empty_page(world: World):
     world.sim.set(page_size=2, emit_empty_page_with_next=True)
     for i in range(7):
