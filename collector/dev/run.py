@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ..bootstrap import Services
-    from ..serve import serve
+    from ..serve import make_server
     from ..settings import Settings
 
     # `kill` (SIGTERM) cleans up like Ctrl-C: Azurite and the simulator are stopped, not orphaned.
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     RUN_DIR.mkdir(exist_ok=True)
     storage = None
     simulator = None
+    server = None
     try:
         if not own_storage:
             # A real tenant's data is kept between runs; the simulator's tenant is new each time.
@@ -132,19 +133,32 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"make run: {exc}", file=sys.stderr)
             return 2
+        query_services = Services(Settings.from_env(require_api=False))
+        try:
+            server = make_server(query_services, "127.0.0.1", args.port)
+        except OSError as exc:  # say so now, not after the backfill
+            print(f"make run: cannot serve on 127.0.0.1:{args.port} ({exc.strerror or exc}); "
+                  f"choose another port: make run PORT=7072", file=sys.stderr)
+            return 2
+        # The query API answers from the start: while the backfill runs, results grow.
+        threading.Thread(target=server.serve_forever, name="query-api", daemon=True).start()
+        say(f"query API on {server.url}/api/audit (answering already; the backfill fills it)")
         services = Services(settings)
         first = threading.Event()
         threading.Thread(target=collector_loop, args=(services, args.interval, first), daemon=True).start()
-        say("first collection cycle running (a 7-day backfill takes a little while)...")
+        say("first collection cycle running (a 7-day backfill takes a few minutes)...")
         first.wait()
-        query_services = Services(Settings.from_env(require_api=False))
         tries = "\n  ".join(examples(query_services, args.port))
-        print(f"\nAuditKeep query API on http://127.0.0.1:{args.port} — try:\n  {tries}\n", file=sys.stderr, flush=True)
+        print(f"\nAuditKeep query API on {server.url} — try:\n  {tries}\n", file=sys.stderr, flush=True)
         print(f"collecting every {args.interval:.0f} s; Ctrl-C to stop\n", file=sys.stderr, flush=True)
-        serve(query_services, host="127.0.0.1", port=args.port)
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
         if simulator is not None:
             simulator.terminate()
             simulator.wait(timeout=10)
