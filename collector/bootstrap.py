@@ -18,6 +18,7 @@ from azure.storage.queue import QueueServiceClient
 from .archive import RawArchive
 from .index import AuditIndex
 from .settings import Settings
+from .tables import TableClients
 
 if TYPE_CHECKING:
     from .collect import ContentProcessor, ListingService
@@ -74,12 +75,17 @@ class Services:
         return self._storage_client(TableServiceClient, "table")  # type: ignore[no-any-return]
 
     @cached_property
+    def tables(self) -> TableClients:
+        """Table clients for index, ledger and state (never `table_service.get_table_client`: see tables.py)."""
+        return TableClients(self.table_service, **_STORAGE_RETRY)
+
+    @cached_property
     def queue_service(self) -> QueueServiceClient:
         return self._storage_client(QueueServiceClient, "queue")  # type: ignore[no-any-return]
 
     @cached_property
     def index(self) -> AuditIndex:
-        return AuditIndex(self.table_service, self.settings.table_prefix, self.settings.tenant_id)
+        return AuditIndex(self.tables, self.settings.table_prefix, self.settings.tenant_id)
 
     @cached_property
     def archive(self) -> RawArchive:
@@ -89,13 +95,13 @@ class Services:
     def state(self) -> StateStore:
         from .state import StateStore
 
-        return StateStore(self.table_service, self.settings.table_prefix, self.settings.tenant_id)
+        return StateStore(self.tables, self.settings.table_prefix, self.settings.tenant_id)
 
     @cached_property
     def ledger(self) -> Ledger:
         from .ledger import Ledger
 
-        return Ledger(self.table_service, self.settings.table_prefix)
+        return Ledger(self.tables, self.settings.table_prefix)
 
     @cached_property
     def queue(self) -> ContentQueue:

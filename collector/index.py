@@ -10,7 +10,6 @@ after an order key; the query layer merges and filters them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -22,12 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableServiceClient, UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import UpdateMode
 
 from . import keys
 from .errors import IndexFormatError
 from .normalize import AuditEntry
+from .tables import TableClients
 from .timeutil import format_record_time
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,8 @@ def location_from_entity(entity: dict[str, Any]) -> tuple[str, int]:
 class AuditIndex:
     """Per-day index tables: write views in batches, scan them newest first, locate raw records."""
 
-    def __init__(self, service: TableServiceClient, prefix: str, tenant_id: str, *, writers: int = 4) -> None:
-        self.service = service
+    def __init__(self, clients: TableClients, prefix: str, tenant_id: str, *, writers: int = 4) -> None:
+        self.clients = clients
         self.prefix = prefix
         self.tenant_id = tenant_id
         self.writers = writers
@@ -174,8 +174,7 @@ class AuditIndex:
     def ensure_table(self, name: str) -> None:
         if name in self._tables:
             return
-        with contextlib.suppress(ResourceExistsError):
-            self.service.create_table(name)
+        self.clients.create(name)
         with self._lock:
             self._tables.add(name)
             view, day = name[len(self.prefix)], name[len(self.prefix) + 1:]
@@ -197,7 +196,7 @@ class AuditIndex:
         return sum(len(chunk) for _, chunk in batches)
 
     def _submit(self, table: str, chunk: list[dict[str, Any]]) -> None:
-        client = self.service.get_table_client(table)
+        client = self.clients.get(table)
         client.submit_transaction([("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in chunk])
 
     # ---------------------------------------------------------------- reading
@@ -207,10 +206,9 @@ class AuditIndex:
         now = time.monotonic()
         cached = self._listing.get(view)
         if cached is None or refresh or now - cached[0] > TABLE_CACHE_SECONDS:
-            low, high = f"{self.prefix}{view}", f"{self.prefix}{view}~"
-            names = self.service.query_tables("TableName ge @low and TableName lt @high",
-                                              parameters={"low": low, "high": high})
-            days = {n.name[len(low):] for n in names if len(n.name) == len(low) + 8 and n.name[len(low):].isdigit()}
+            low = f"{self.prefix}{view}"
+            names = self.clients.names(low, f"{low}~")
+            days = {n[len(low):] for n in names if len(n) == len(low) + 8 and n[len(low):].isdigit()}
             cached = (now, days)
             self._listing[view] = cached
         return cached[1]
@@ -270,7 +268,7 @@ class AuditIndex:
                 clauses[:0] = ["PartitionKey ge @plow", "PartitionKey le @phigh"]
                 params["plow"] = keys.hour_partition(keys.from_inv(keys.INV_BASE - hi_second))
                 params["phigh"] = keys.hour_partition(keys.from_inv(keys.INV_BASE - lo_second))
-            table = self.service.get_table_client(keys.table_name(self.prefix, view, day))
+            table = self.clients.get(keys.table_name(self.prefix, view, day))
             rows = table.query_entities(" and ".join(clauses), parameters=params, results_per_page=page_size)
             try:
                 for entity in rows:
@@ -292,7 +290,7 @@ class AuditIndex:
         partition = keys.id_partition(key)
 
         def probe(day: str) -> tuple[str, int] | None:
-            table = self.service.get_table_client(keys.table_name(self.prefix, "i", day))
+            table = self.clients.get(keys.table_name(self.prefix, "i", day))
             try:
                 entity = table.get_entity(partition, key)
             except ResourceNotFoundError:
@@ -306,7 +304,7 @@ class AuditIndex:
                         return found
         # Another organization's record with the same Id carries an `_org` suffix (dedupe key).
         for day in days:
-            table = self.service.get_table_client(keys.table_name(self.prefix, "i", day))
+            table = self.clients.get(keys.table_name(self.prefix, "i", day))
             for entity in table.query_entities("RowKey gt @low and RowKey lt @high",
                                                parameters={"low": key + "_", "high": key + "`"}):
                 return location_from_entity(entity)
@@ -318,10 +316,7 @@ class AuditIndex:
         for view in keys.VIEWS:
             for day in sorted(d for d in self.tables(view, refresh=True) if d.startswith(month)):
                 name = keys.table_name(self.prefix, view, day)
-                try:
-                    self.service.delete_table(name)
-                except ResourceNotFoundError:
-                    continue
+                self.clients.delete(name)
                 dropped.append(name)
                 with self._lock:
                     self._tables.discard(name)

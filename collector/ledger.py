@@ -10,17 +10,17 @@ processor writes `s`, `d`, `n`, `b`, `e`. Both merge, so neither overwrites the 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableServiceClient, UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import UpdateMode
 
 from . import keys
 from .management_api import ContentRef
+from .tables import TableClients
 from .timeutil import format_iso
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ STATUSES = ("queued", "done", "expired", "missing", "failed")
 
 
 class Ledger:
-    def __init__(self, service: TableServiceClient, prefix: str) -> None:
-        self.service = service
+    def __init__(self, clients: TableClients, prefix: str) -> None:
+        self.clients = clients
         self.prefix = prefix
         self._tables: set[str] = set()
 
@@ -40,10 +40,9 @@ class Ledger:
 
     def _table_named(self, name: str) -> Any:
         if name not in self._tables:
-            with contextlib.suppress(ResourceExistsError):
-                self.service.create_table(name)
+            self.clients.create(name)
             self._tables.add(name)
-        return self.service.get_table_client(name)
+        return self.clients.get(name)
 
     def known(self, content_type: str, refs: list[ContentRef]) -> set[str]:
         """contentIds among `refs` that the ledger already has (in any status)."""
@@ -106,7 +105,7 @@ class Ledger:
         for offset in range(days):
             name = keys.ledger_table(self.prefix, now - timedelta(days=offset))
             try:
-                rows.extend(self.service.get_table_client(name).query_entities(
+                rows.extend(self.clients.get(name).query_entities(
                     "s ne @queued", parameters={"queued": "queued"}, select=["PartitionKey", "s", "d", "n", "e"]))
             except ResourceNotFoundError:
                 continue
@@ -117,10 +116,9 @@ class Ledger:
         cutoff = keys.ledger_table(self.prefix, now - timedelta(days=LEDGER_DAYS))
         low = f"{self.prefix}ledger"
         dropped = []
-        for table in self.service.query_tables("TableName ge @low and TableName lt @cut",
-                                               parameters={"low": low, "cut": cutoff}):
-            if table.name[len(low):].isdigit():
-                self.service.delete_table(table.name)
-                self._tables.discard(table.name)
-                dropped.append(table.name)
+        for name in self.clients.names(low, cutoff):
+            if name[len(low):].isdigit():
+                self.clients.delete(name)
+                self._tables.discard(name)
+                dropped.append(name)
         return dropped

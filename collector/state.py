@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableServiceClient, UpdateMode
+from azure.data.tables import UpdateMode
 
 from . import keys
+from .tables import TableClients
 from .timeutil import format_iso, parse_time
 
 
@@ -36,8 +37,8 @@ _FIELDS = {
 
 
 class StateStore:
-    def __init__(self, service: TableServiceClient, prefix: str, tenant_id: str) -> None:
-        self.table = service.get_table_client(keys.state_table(prefix))
+    def __init__(self, clients: TableClients, prefix: str, tenant_id: str) -> None:
+        self.table = clients.get(keys.state_table(prefix))
         self.tenant_id = tenant_id or "local"
 
     def ensure(self) -> None:

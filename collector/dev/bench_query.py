@@ -336,10 +336,10 @@ def layout_fingerprint() -> str:
 
 
 def _init_worker(connection: str) -> None:
-    from azure.data.tables import TableServiceClient
+    from collector.tables import TableClients
 
     global _worker_index
-    _worker_index = AuditIndex(TableServiceClient.from_connection_string(connection), PREFIX, TENANT, writers=4)
+    _worker_index = AuditIndex(TableClients.from_connection_string(connection), PREFIX, TENANT, writers=4)
 
 
 def _write_chunk(items: list[IndexItem]) -> int:

@@ -224,7 +224,7 @@ def test_a_run_killed_between_archive_and_index_resumes_without_loss_or_duplicat
     records = [record(i, START - timedelta(hours=1, minutes=i)) for i in range(5)] + [record(0, START - timedelta(hours=1))]
     blob = world.sim.add_blob("Audit.SharePoint", START - timedelta(minutes=30), records)
     services = world.services(M365_CONTENT_TYPES="Audit.SharePoint")
-    services.__dict__["index"] = CrashingIndex(services.table_service, services.settings.table_prefix, TENANT)
+    services.__dict__["index"] = CrashingIndex(services.tables, services.settings.table_prefix, TENANT)
     services.listing.run()
 
     first = drain(services.queue, services.processor, workers=1, retry_delay=0)

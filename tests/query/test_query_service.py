@@ -180,7 +180,7 @@ def test_user_ranges_are_not_limited_and_long_ranges_touch_only_existing_months(
 
 
 def test_an_empty_index_returns_an_empty_last_page(dataset):
-    empty = QueryService(AuditIndex(dataset.services.table_service, "nothinghere", TENANT), clock=FakeClock(NOW))
+    empty = QueryService(AuditIndex(dataset.services.tables, "nothinghere", TENANT), clock=FakeClock(NOW))
     for params in ({}, {"user": "a@x.com", "start": "2000-01-01"}):
         page = empty.page(empty.parse(params))
         assert page.entries == [] and page.next_key is None
