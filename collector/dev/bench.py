@@ -181,6 +181,7 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
         per_round = max(1, -(-listing.queued // rounds))
         pipeline_seconds, ceiling_seconds = listing_seconds, 0.0
         pipeline_entities = pipeline_records = processed = 0
+        expired = sum(t.expired for t in listing.types)  # listed already past contentExpiration
         pipeline_transactions = ceiling_entities = ceiling_transactions = 0
         blobs: list[Any] = []
         sizes: dict[str, list[int]] = {view: [] for view in keys.VIEWS}
@@ -195,6 +196,7 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
             pipeline_entities += result.entities
             pipeline_records += result.records
             processed += result.processed
+            expired += result.outcomes.get("expired", 0)
             # The very same entity upserts the pipeline just made (blob by blob, the API's
             # duplicates included), read back from the archive, untimed.
             entities: list[tuple[str, dict[str, Any]]] = []
@@ -256,7 +258,8 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
         "| measure | value |",
         "|---|---|",
         f"| records through the pipeline ({days}-day backfill, all five content types) | {records:,} ({unique_records:,} unique; the rest are the API's duplicates) |",
-        f"| content blobs | {len(blobs):,} (mean {records / len(blobs):,.0f} records) |",
+        f"| content blobs | {len(blobs):,} (mean {records / len(blobs):,.0f} records); {expired} more had expired "
+        f"before they could be fetched (the 7-day edge of the backfill) |",
         f"| pipeline time (listing {listing_seconds:.1f} s + queue drain, {workers} workers, {number} rounds) | {pipeline_seconds:,.1f} s |",
         f"| records/s | {records / pipeline_seconds:,.0f} |",
         f"| index entities written (4 per record) | {pipeline_entities:,} in {pipeline_transactions:,} transactions "
