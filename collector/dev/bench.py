@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--rounds", type=int, default=20, help="pipeline and ceiling alternate this many times")
+    parser.add_argument("--rounds", type=int, default=28, help="pipeline and ceiling alternate this many times")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-query", action="store_true")
     args = parser.parse_args(argv)
