@@ -119,22 +119,28 @@ class ListingService:
         except CollectorError as exc:
             log.warning("collect.subscriptions_unavailable %s", exc)
             subscriptions = {}
-        runs = [self._begin(content_type, now, subscriptions, deadline) for content_type in self.settings.content_types]
-        # Oldest window first, across content types (ties in configured order): a backfill queues
-        # every type's oldest content before anybody's newer content, and the queue is roughly first
-        # in, first out, so the queue function reaches the content nearest to expiry first (content
-        # lives 7 days, reference §5.3). Type after type, the last type's oldest day would wait
-        # behind the whole backfill of the others and could expire meanwhile.
-        while pending := [run for run in runs if run.next_window is not None]:
-            if time.monotonic() > deadline:
-                for run in pending:
-                    log.warning("collect.deadline %s stopped after %d of %d windows", run.report.content_type,
-                                run.report.windows_done, run.report.windows)
-                break
-            self._step(min(pending, key=lambda run: run.next_window.start), now, deadline, progress)  # type: ignore[union-attr]
-        for run in runs:
-            if run.report.windows_done == run.report.windows and not run.report.error:
-                run.state = run.state.but(last_success_at=now, last_error="")
+        runs: list[_TypeRun] = []
+        try:
+            for content_type in self.settings.content_types:
+                runs.append(_TypeRun(TypeReport(content_type), self.state.load(content_type).but(last_run_at=now)))
+                self._begin(runs[-1], now, subscriptions, deadline)
+            # Oldest window first, across content types (ties in configured order): a backfill queues
+            # every type's oldest content before anybody's newer content, and the queue is roughly
+            # first in, first out, so the queue function reaches the content nearest to expiry first
+            # (content lives 7 days, reference §5.3). Type after type, the last type's oldest day
+            # would wait behind the whole backfill of the others and could expire meanwhile.
+            while pending := [run for run in runs if run.next_window is not None]:
+                if time.monotonic() > deadline:
+                    for run in pending:
+                        log.warning("collect.deadline %s stopped after %d of %d windows", run.report.content_type,
+                                    run.report.windows_done, run.report.windows)
+                    break
+                self._step(min(pending, key=lambda run: run.next_window.start), now, deadline, progress)  # type: ignore[union-attr]
+            for run in runs:
+                if run.report.windows_done == run.report.windows and not run.report.error:
+                    run.state = run.state.but(last_success_at=now, last_error="")
+        finally:
+            for run in runs:  # whatever ends the run, every type's outcome is recorded once
                 self.state.save(run.state)
         try:
             self.ledger.prune(now)
@@ -146,9 +152,9 @@ class ListingService:
             raise FatalApiError("; ".join(f"{t.content_type}: {t.error}" for t in failures))
         return report
 
-    def _begin(self, content_type: str, now: datetime, subscriptions: dict[str, str], deadline: float) -> _TypeRun:
+    def _begin(self, run: _TypeRun, now: datetime, subscriptions: dict[str, str], deadline: float) -> None:
         """Subscribe if needed and plan the windows of one content type."""
-        run = _TypeRun(TypeReport(content_type), self.state.load(content_type).but(last_run_at=now))
+        content_type = run.report.content_type
         with self._failures_of(run, now):
             if subscriptions.get(content_type.lower()) != "enabled":
                 run.state = self._subscribe(content_type, run.state, now, deadline)
@@ -162,7 +168,6 @@ class ListingService:
                 run.state = run.state.but(lost_before=plan.lost.end)
                 log.error("collect.content_lost %s: content available %s can no longer be listed "
                           "(the collector was away longer than the API keeps content)", content_type, plan.lost)
-        return run
 
     def _step(self, run: _TypeRun, now: datetime, deadline: float, progress: Progress) -> None:
         """List one window of one content type, queue what is new, then move its checkpoint."""
@@ -191,8 +196,6 @@ class ListingService:
             log.error("collect.type_failed %s: %s", report.content_type, report.error)
             if isinstance(exc, AuthError):
                 raise
-        finally:
-            self.state.save(run.state)
 
     def _subscribe(self, content_type: str, state: TypeState, now: datetime, deadline: float) -> TypeState:
         if state.last_subscribe_at is not None and now - state.last_subscribe_at < SUBSCRIBE_INTERVAL:
