@@ -165,19 +165,15 @@ class AuditIndex:
         self.prefix = prefix
         self.tenant_id = tenant_id
         self.writers = writers
-        self._tables: set[str] = set()
         self._listing: dict[str, tuple[float, set[str]]] = {}
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- writing
 
     def ensure_table(self, name: str) -> None:
-        if name in self._tables:
-            return
         self.clients.create(name)
+        view, day = name[len(self.prefix)], name[len(self.prefix) + 1:]
         with self._lock:
-            self._tables.add(name)
-            view, day = name[len(self.prefix)], name[len(self.prefix) + 1:]
             if view in self._listing:
                 self._listing[view][1].add(day)
 
@@ -318,8 +314,6 @@ class AuditIndex:
                 name = keys.table_name(self.prefix, view, day)
                 self.clients.delete(name)
                 dropped.append(name)
-                with self._lock:
-                    self._tables.discard(name)
         self._listing.clear()
         return dropped
 

@@ -33,15 +33,12 @@ class Ledger:
     def __init__(self, clients: TableClients, prefix: str) -> None:
         self.clients = clients
         self.prefix = prefix
-        self._tables: set[str] = set()
 
     def _table(self, created: datetime) -> Any:
         return self._table_named(keys.ledger_table(self.prefix, created))
 
     def _table_named(self, name: str) -> Any:
-        if name not in self._tables:
-            self.clients.create(name)
-            self._tables.add(name)
+        self.clients.create(name)
         return self.clients.get(name)
 
     def known(self, content_type: str, refs: list[ContentRef]) -> set[str]:
@@ -119,6 +116,5 @@ class Ledger:
         for name in self.clients.names(low, cutoff):
             if name[len(low):].isdigit():
                 self.clients.delete(name)
-                self._tables.discard(name)
                 dropped.append(name)
         return dropped

@@ -58,6 +58,7 @@ class TableClients:
         transport.open()  # now, not lazily from several threads at once
         self._transport = _SharedTransport(transport)
         self._clients: dict[str, TableClient] = {}
+        self._created: set[str] = set()  # tables this process has made sure of: one request each
         self._lock = threading.Lock()
 
     @classmethod
@@ -79,15 +80,20 @@ class TableClients:
         return client
 
     def create(self, name: str) -> None:
-        """Create the table unless it exists."""
+        """Create the table unless it exists (asked once per table and process)."""
+        if name in self._created:
+            return
         with contextlib.suppress(ResourceExistsError):
             self.get(name).create_table()
+        with self._lock:
+            self._created.add(name)
 
     def delete(self, name: str) -> None:
         """Delete the table (nothing happens when it does not exist)."""
         self.get(name).delete_table()
         with self._lock:
             self._clients.pop(name, None)
+            self._created.discard(name)
 
     def names(self, low: str, high: str) -> list[str]:
         """Names of the tables with low <= name < high."""

@@ -56,6 +56,9 @@ def test_create_list_and_delete_tables(storage_connection_string: str, unique_pr
     clients.create(f"{unique_prefix}20261101")  # already there: fine
 
     assert clients.names(unique_prefix, f"{unique_prefix}~") == [f"{unique_prefix}20261101", f"{unique_prefix}20261102"]
+    TableClients.from_connection_string(storage_connection_string).create(f"{unique_prefix}20261102")  # made elsewhere: fine
     clients.delete(f"{unique_prefix}20261101")
     clients.delete(f"{unique_prefix}20261101")  # already gone: fine
     assert clients.names(unique_prefix, f"{unique_prefix}~") == [f"{unique_prefix}20261102"]
+    clients.create(f"{unique_prefix}20261101")  # deleted here, so asked for again
+    assert len(clients.names(unique_prefix, f"{unique_prefix}~")) == 2
