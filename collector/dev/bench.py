@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..index import BATCH_LIMIT
 from . import azurite
 
 BENCH_DIR = azurite.REPO_ROOT / ".bench"
 PERFORMANCE_MD = azurite.REPO_ROOT / "docs" / "performance.md"
 TENANT = "5f1c2a3b-0000-4000-8000-00000000beef"
-BATCH = 100  # entities per transaction (the Table service's limit)
 
 
 def billed_entity_bytes(entity: dict[str, Any]) -> int:
@@ -126,7 +126,7 @@ def full_batches(entities: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, 
     for (table, _), rows in by_partition.items():
         batch: dict[str, dict[str, Any]] = {}
         for row in rows:
-            if row["RowKey"] in batch or len(batch) == BATCH:
+            if row["RowKey"] in batch or len(batch) == BATCH_LIMIT:
                 batches.append((table, list(batch.values())))
                 batch = {}
             batch[row["RowKey"]] = row
@@ -137,7 +137,7 @@ def full_batches(entities: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, 
 
 def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds: int) -> str:
     """Pipeline and ceiling, interleaved round by round (see the module docstring)."""
-    from azure.data.tables import TableServiceClient, UpdateMode
+    from azure.data.tables import UpdateMode
 
     from .. import keys
     from ..bootstrap import Services
@@ -145,6 +145,7 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
     from ..index import IndexItem, plan_batches
     from ..normalize import normalize_record
     from ..settings import Settings
+    from ..tables import TableClients
 
     BENCH_DIR.mkdir(exist_ok=True)
     storage = azurite.start(in_memory=True, log_path=BENCH_DIR / "azurite-ingest.log")
@@ -161,13 +162,12 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
         })
         services = Services(Settings.from_env(env))
         services.ensure_storage()
-        ceiling_service = TableServiceClient.from_connection_string(ceiling_storage.connection_string)
-        ceiling_tables: set[str] = set()
+        ceiling = TableClients.from_connection_string(ceiling_storage.connection_string)
         writers = services.index.writers
 
         def submit(batch: tuple[str, list[dict[str, Any]]]) -> None:
             table, rows = batch
-            ceiling_service.get_table_client(table).submit_transaction(
+            ceiling.get(table).submit_transaction(
                 [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in rows])
 
         print("pipeline: listing → queue → fetch → archive → index, interleaved with the ceiling ...",
@@ -217,9 +217,8 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
                             sizes[view].append(billed_entity_bytes(entity))
                 blobs.append(name)
             batches = full_batches(entities)
-            for table in {table for table, _ in batches} - ceiling_tables:
-                ceiling_service.create_table(table)
-                ceiling_tables.add(table)
+            for table in {table for table, _ in batches}:
+                ceiling.create(table)
             ceiling_started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=writers) as pool:
                 list(pool.map(submit, batches))
