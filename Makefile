@@ -34,7 +34,7 @@ $(CHECKOV_VENV)/.installed:
 install: $(VENV)/.installed node_modules/.installed
 
 run: install
-	$(PY) -m collector.dev.run --port $(PORT)
+	$(PY) -m devtools.run --port $(PORT)
 
 test: install $(CHECKOV_VENV)/.installed
 	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q
@@ -43,7 +43,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 bench: install
-	$(PY) -m collector.dev.bench
+	$(PY) -m devtools.bench
 
 lint: install
 	$(PY) -m ruff check collector tests function_app.py

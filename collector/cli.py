@@ -1,4 +1,4 @@
-"""Command line: `python -m collector collect | simulate | serve | replay-poison | prune-index`.
+"""Command line: `python -m collector collect | serve | replay-poison | prune-index`.
 
 Configuration or authentication failures end with one clear line on stderr and a non-zero exit.
 """
@@ -113,9 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--quiet", action="store_true", help="no progress lines")
     collect.set_defaults(func=cmd_collect)
 
-    simulate = sub.add_parser("simulate", help="run the Management Activity API simulator (HTTPS)", add_help=False)
-    simulate.set_defaults(func=None)
-
     serve = sub.add_parser("serve", help="serve the query API locally (no keys)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=7071, help="port (default 7071)")
@@ -135,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "simulate":
-        from .simulator.cli import main as simulate
-
-        return simulate(argv[1:])
+        # The simulator is development tooling and not deployed with the collector (issue 9).
+        print("auditkeep: the simulator is its own package now: run `python -m simulator` "
+              f"{' '.join(argv[1:])}".rstrip(), file=sys.stderr)
+        return EXIT_CONFIG
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")

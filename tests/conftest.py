@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from collector.dev import azurite as azurite_launcher
+from devtools import azurite as azurite_launcher
 
 _OURS = ("M365_", "AUDIT_", "COLLECT_", "QUERY_", "AZURE_", "IDENTITY_", "MSI_")
 

@@ -17,7 +17,7 @@ from collector.auth import build_token_provider
 from collector.bootstrap import Services
 from collector.management_api import ManagementApiClient
 from collector.settings import Settings
-from collector.simulator import Simulator, SimulatorServer
+from simulator import Simulator, SimulatorServer
 from tests.clock import FakeClock
 
 TENANT = "7f3c1e2a-4b5d-4c6e-8f90-1a2b3c4d5e6f"

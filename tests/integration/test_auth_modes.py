@@ -10,7 +10,7 @@ import pytest
 from collector.auth import build_token_provider
 from collector.errors import AuthError, ConfigError
 from collector.settings import Settings
-from collector.simulator import make_client_certificate
+from simulator import make_client_certificate
 
 from .conftest import START, World, record
 
@@ -59,7 +59,7 @@ def test_managed_identity_through_the_app_service_endpoint(world: World, monkeyp
 def test_managed_identity_tokens_are_cached_per_process(tmp_path, monkeypatch: pytest.MonkeyPatch):
     # Real clock here: the App Service protocol's expires_on is absolute, so a fake clock in the
     # past would make every token look expired to msal.
-    from collector.simulator import Simulator, SimulatorServer
+    from simulator import Simulator, SimulatorServer
 
     from .conftest import TENANT
 

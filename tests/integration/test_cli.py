@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.simulator import Simulator, SimulatorServer
+from simulator import Simulator, SimulatorServer
 
 from .conftest import CLIENT, SECRET, TENANT, record
 

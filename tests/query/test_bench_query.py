@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collector.dev import bench_query as bench
+from devtools import bench_query as bench
 
 
 def test_update_performance_md_replaces_only_its_section(tmp_path):
@@ -50,7 +50,7 @@ def test_dataset_and_fingerprint_are_the_same_in_another_process():
     import subprocess
     import sys
 
-    code = ("import random; from datetime import datetime, UTC; from collector.dev import bench_query as b; "
+    code = ("import random; from datetime import datetime, UTC; from devtools import bench_query as b; "
             "e = b.synthetic_entry(random.Random(3), b.Universe.build(), datetime(2026, 1, 1, tzinfo=UTC)); "
             "print(b.layout_fingerprint(), e.clientIp, e.object, e.userAgent)")
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

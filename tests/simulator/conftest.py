@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from collector.simulator import Simulator, SimulatorServer
+from simulator import Simulator, SimulatorServer
 from tests.clock import FakeClock
 
 TENANT = "7f3c1e2a-4b5d-4c6e-8f90-1a2b3c4d5e6f"

@@ -13,7 +13,7 @@ import msal
 import pytest
 import requests
 
-from collector.simulator.cli import start_background
+from simulator.cli import start_background
 
 REPO = Path(__file__).resolve().parents[2]
 SCOPE = ["https://manage.office.com/.default"]
@@ -107,7 +107,7 @@ def test_live_mode_keeps_adding_blobs(tmp_path: Path):
 
 
 def test_the_process_prints_the_environment_and_stops_on_sigterm(tmp_path: Path):
-    process = subprocess.Popen([sys.executable, "-m", "collector.simulator", "--port", "0", "--state-dir", str(tmp_path), "--days", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "simulator", "--port", "0", "--state-dir", str(tmp_path), "--days", "0"],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from collector.simulator import Simulator
+from simulator import Simulator
 
 from .conftest import NOW, TENANT, Api, FakeClock, error_code
 

@@ -11,7 +11,7 @@ import jwt
 import pytest
 import requests
 
-from collector.simulator import Simulator
+from simulator import Simulator
 
 from .conftest import CLIENT, NOW, TENANT, Api, FakeClock, error_code
 

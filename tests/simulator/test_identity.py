@@ -12,7 +12,7 @@ import msal
 import pytest
 import requests
 
-from collector.simulator import Simulator, SimulatorServer, make_client_certificate
+from simulator import Simulator, SimulatorServer, make_client_certificate
 
 from .conftest import CLIENT, SECRET, TENANT, Api
 

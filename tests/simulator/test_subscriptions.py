@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from collector.simulator import Simulator
+from simulator import Simulator
 
 from .conftest import NOW, TENANT, Api, FakeClock, error_code
 

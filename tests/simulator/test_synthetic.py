@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from collector.settings import CONTENT_TYPES
-from collector.simulator import Simulator, synthetic
-from collector.simulator.live import LiveFeed
+from simulator import Simulator, synthetic
+from simulator.live import LiveFeed
 
 from .conftest import NOW, TENANT, FakeClock
 

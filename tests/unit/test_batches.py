@@ -4,10 +4,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from collector import keys
-from collector.dev.bench import full_batches
 from collector.index import BATCH_LIMIT, IndexItem, plan_batches
 from collector.normalize import AuditEntry
 from collector.timeutil import format_record_time
+from devtools.bench import full_batches
 
 TENANT = "7f3c1e2a-4b5d-4c6e-8f90-1a2b3c4d5e6f"
 WHEN = datetime(2026, 11, 25, 3, 4, 5, tzinfo=UTC)

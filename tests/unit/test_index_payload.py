@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 import pytest
 
 from collector import index, keys
-from collector.dev.bench import billed_entity_bytes
 from collector.errors import IndexFormatError
 from collector.index import IndexItem, entities_for, entry_from_entity, location_from_entity
 from collector.normalize import AuditEntry
 from collector.timeutil import format_record_time
+from devtools.bench import billed_entity_bytes
 
 TENANT = "7f3c1e2a-4b5d-4c6e-8f90-1a2b3c4d5e6f"
 WHEN = datetime(2026, 11, 25, 3, 4, 5, tzinfo=UTC)

@@ -30,7 +30,7 @@ from .routes import dispatch
 from .state import LoggedRequest, Simulator
 from .wire import Request, Response, af_error
 
-log = logging.getLogger("collector.simulator")
+log = logging.getLogger("simulator")
 
 # IIS/ASP.NET headers the real service sends (§2); harmless, and clients that log headers see them.
 _SERVICE_HEADERS = (("Cache-Control", "no-cache"), ("Pragma", "no-cache"), ("Expires", "-1"),

@@ -3,7 +3,7 @@
 Development only (tests, `make run`, benchmarks); never deployed. See
 /work/shared/reference/management-activity-api.md §12 for the behaviour it imitates.
 
-    from collector.simulator import Simulator, SimulatorServer, synthetic
+    from simulator import Simulator, SimulatorServer, synthetic
     sim = Simulator(page_size=3)
     with SimulatorServer(sim) as server:
         ...  # https://127.0.0.1:<port>, trust server.ca_path

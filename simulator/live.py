@@ -10,7 +10,7 @@ from typing import Any
 from .state import Simulator
 from .synthetic import Generator, Realism
 
-log = logging.getLogger("collector.simulator")
+log = logging.getLogger("simulator")
 
 # Live content should show up within a collector cycle or two, so latency is short (still non-zero,
 # so blobs keep appearing after the events that fill them, as in §5.2).

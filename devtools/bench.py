@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -29,8 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..index import BATCH_LIMIT
-from . import azurite
+from collector.index import BATCH_LIMIT
+
+from . import azurite, simulator_process
 
 BENCH_DIR = azurite.REPO_ROOT / ".bench"
 PERFORMANCE_MD = azurite.REPO_ROOT / "docs" / "performance.md"
@@ -74,26 +74,10 @@ def write_section(name: str, text: str) -> None:
 
 
 def start_simulator(state_dir: Path, records_per_hour: int, days: int, seed: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    # A separate process: the simulator's serving must not compete for our GIL.
-    shutil.rmtree(state_dir, ignore_errors=True)
-    state_dir.mkdir(parents=True)
-    log = open(state_dir / "simulator.log", "ab")  # noqa: SIM115 - handed to the child
-    process = subprocess.Popen(
-        [sys.executable, "-m", "collector", "simulate", "--port", str(azurite.free_port()), "--state-dir", str(state_dir),
-         "--tenant-id", TENANT, "--days", str(days), "--records-per-hour", str(records_per_hour), "--seed", str(seed),
-         "--page-size", "200", "--users", "5000", "--realism", "blob_interval_minutes=60", "--subscribed", "--no-throttle"],
-        cwd=azurite.REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    log.close()
-    env_file = state_dir / "env"
-    deadline = time.monotonic() + 600
-    while not env_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"simulator did not start; see {state_dir / 'simulator.log'}")
-        time.sleep(0.2)
-    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and not line.startswith("#"))
-    return process, env
+    return simulator_process.start_simulator(state_dir, [
+        "--tenant-id", TENANT, "--days", str(days), "--records-per-hour", str(records_per_hour), "--seed", str(seed),
+        "--page-size", "200", "--users", "5000", "--realism", "blob_interval_minutes=60", "--subscribed", "--no-throttle",
+    ], timeout=600)
 
 
 class _Recorder:
@@ -105,7 +89,7 @@ class _Recorder:
         self.indexed: list[Any] = []
 
     def process(self, body: bytes | str, dequeue_count: int = 1) -> Any:
-        from ..collect import parse_message
+        from collector.collect import parse_message
 
         result = self.processor.process(body, dequeue_count)
         if result.outcome == "indexed":
@@ -139,13 +123,13 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
     """Pipeline and ceiling, interleaved round by round (see the module docstring)."""
     from azure.data.tables import UpdateMode
 
-    from .. import keys
-    from ..bootstrap import Services
-    from ..collect import drain
-    from ..index import IndexItem, plan_batches
-    from ..normalize import normalize_record
-    from ..settings import Settings
-    from ..tables import TableClients
+    from collector import keys
+    from collector.bootstrap import Services
+    from collector.collect import drain
+    from collector.index import IndexItem, plan_batches
+    from collector.normalize import normalize_record
+    from collector.settings import Settings
+    from collector.tables import TableClients
 
     BENCH_DIR.mkdir(exist_ok=True)
     storage = azurite.start(in_memory=True, log_path=BENCH_DIR / "azurite-ingest.log")
@@ -252,7 +236,7 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} "
         f"({os.cpu_count()} cores, Python {platform.python_version()}, Azurite 3.35.0 in memory), "
-        f"`python -m collector.dev.bench` (`make bench`).",
+        f"`python -m devtools.bench` (`make bench`).",
         "",
         "| measure | value |",
         "|---|---|",

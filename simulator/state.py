@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from ..settings import CONTENT_TYPES
 from . import timefmt
+from .content_types import CONTENT_TYPES
 from .knobs import OPERATIONS, Injection, Knobs, Throttle
 from .wire import Request, dumps
 

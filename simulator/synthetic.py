@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..settings import CONTENT_TYPES
 from . import timefmt
+from .content_types import CONTENT_TYPES
 from .records import Mix, Population, Quirks, Record, new_guid
 
 if TYPE_CHECKING:

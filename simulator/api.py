@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..settings import CONTENT_TYPES
 from . import timefmt, tokens
+from .content_types import CONTENT_TYPES
 from .state import READ_DLP_ROLE, READ_ROLE, Blob, Simulator, Subscription, Tenant, Webhook, is_guid, micros
 from .wire import Request, Response, af_error, json_response, unauthorized
 

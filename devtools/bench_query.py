@@ -1,6 +1,6 @@
 """Query benchmark: first-page latency and paging speed of the query API on a large Azurite index.
 
-    python -m collector.dev.bench_query [--records 500000] [--days 90] [--reps 20] [--load-only]
+    python -m devtools.bench_query [--records 500000] [--days 90] [--reps 20] [--load-only]
 
 The index lives in a persistent Azurite under `.bench/azurite-query` and is built once: a marker
 entity records what was loaded, and later runs reuse it. Requests go over real HTTP to
@@ -34,12 +34,12 @@ from pathlib import Path
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from collector import keys
-from collector.dev import azurite as azurite_launcher
 from collector.index import AuditIndex, IndexItem, entities_for
 from collector.normalize import AuditEntry
 from collector.timeutil import format_record_time
+from devtools import azurite as azurite_launcher
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCATION = REPO_ROOT / ".bench" / "azurite-query"
 PERFORMANCE_MD = REPO_ROOT / "docs" / "performance.md"
 START_MARK = "<!-- bench:query:start -->"
@@ -510,7 +510,7 @@ def render(scenarios: list[Scenario], dataset: Dataset) -> str:
     lines = [
         "## Query API",
         "",
-        f"`python -m collector.dev.bench_query` ({datetime.now(UTC):%Y-%m-%d}): {dataset.records:,} synthetic records "
+        f"`python -m devtools.bench_query` ({datetime.now(UTC):%Y-%m-%d}): {dataset.records:,} synthetic records "
         f"({dataset.records * 4:,} index entities) over {(dataset.end - dataset.start).days} days "
         f"({dataset.start:%Y-%m-%d} to {dataset.end:%Y-%m-%d}) in Azurite (in memory, one Node process), "
         "5,000 users (Zipf) and ~150 operations (skewed). Each request goes over HTTP to `collector.serve` "
@@ -590,7 +590,7 @@ def stop_instance() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m collector.dev.bench_query", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench_query", description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=500_000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--reps", type=int, default=20)

@@ -1,4 +1,4 @@
-"""`python -m collector simulate …`: run the simulator over HTTPS for `make run`, benchmarks and manual tests.
+"""`python -m simulator …`: run the simulator over HTTPS for `make run`, benchmarks and manual tests.
 
 On start it prints the client environment as KEY=value lines on stdout (and writes them to
 `{state-dir}/env`), then serves until SIGINT/SIGTERM. Progress goes to stderr.
@@ -19,19 +19,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ..settings import CONTENT_TYPES
 from .ca import make_client_certificate
+from .content_types import CONTENT_TYPES
 from .live import LiveFeed
 from .server import SimulatorServer
 from .state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, READ_DLP_ROLE, READ_ROLE, Simulator
 from .synthetic import Realism
 
-log = logging.getLogger("collector.simulator")
+log = logging.getLogger("simulator")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m collector simulate",
+        prog="python -m simulator",
         description="Serve a simulated Office 365 Management Activity API (and Entra token endpoints) over HTTPS on loopback.",
     )
     net = parser.add_argument_group("server")

@@ -19,8 +19,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ..errors import AuthError, CollectorError, ConfigError
-from . import azurite
+from collector.errors import AuthError, CollectorError, ConfigError
+
+from . import azurite, simulator_process
 
 RUN_DIR = azurite.REPO_ROOT / ".run"
 
@@ -30,36 +31,14 @@ def say(line: str) -> None:
 
 
 def start_simulator(state_dir: Path, days: int, records_per_hour: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    shutil.rmtree(state_dir, ignore_errors=True)
-    state_dir.mkdir(parents=True)
-    log = open(state_dir / "simulator.log", "ab")  # noqa: SIM115 - handed to the child
-    process = subprocess.Popen(
-        [sys.executable, "-m", "collector", "simulate", "--port", str(azurite.free_port()), "--state-dir", str(state_dir),
-         "--days", str(days), "--records-per-hour", str(records_per_hour), "--live",
-         # hourly blobs: realistic sizes, and a first backfill of minutes rather than hours on Azurite
-         "--realism", "blob_interval_minutes=60"],
-        cwd=azurite.REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    log.close()
-    env_file = state_dir / "env"
-    deadline = time.monotonic() + 180
-    while not env_file.exists():
-        if process.poll() is not None:
-            raise RuntimeError(f"the simulator exited with {process.returncode}; see {state_dir / 'simulator.log'}")
-        if time.monotonic() > deadline:
-            process.terminate()
-            raise RuntimeError(f"the simulator did not start within 180 s; see {state_dir / 'simulator.log'}")
-        time.sleep(0.2)
-    env = {}
-    for line in env_file.read_text().splitlines():
-        name, sep, value = line.partition("=")
-        if sep and name.strip() and not name.startswith("#"):
-            env[name.strip()] = value.strip()
-    return process, env
+    return simulator_process.start_simulator(state_dir, [
+        "--days", str(days), "--records-per-hour", str(records_per_hour), "--live",
+        # hourly blobs: realistic sizes, and a first backfill of minutes rather than hours on Azurite
+        "--realism", "blob_interval_minutes=60"])
 
 
 def collector_loop(services, interval: float, first_done: threading.Event) -> None:  # type: ignore[no-untyped-def]
-    from ..cli import run_cycle
+    from collector.cli import run_cycle
 
     while True:
         try:
@@ -100,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records-per-hour", type=int, default=200, help="simulated tenant activity")
     args = parser.parse_args(argv)
 
-    from ..bootstrap import Services
-    from ..serve import make_server
-    from ..settings import Settings
+    from collector.bootstrap import Services
+    from collector.serve import make_server
+    from collector.settings import Settings
 
     # `kill` (SIGTERM) cleans up like Ctrl-C: Azurite and the simulator are stopped, not orphaned.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
