@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 PORT ?= 7071
 
-.PHONY: help install run test test-fast bench lint clean
+.PHONY: help install run test test-fast typecheck bench lint clean
 
 help:
 	@echo "make run    - collect from the simulator (or a real tenant) into Azurite and serve http://127.0.0.1:$(PORT)"
@@ -36,17 +36,21 @@ install: $(VENV)/.installed node_modules/.installed
 run: install
 	$(PY) -m devtools.run --port $(PORT)
 
-test: install $(CHECKOV_VENV)/.installed
+test: install $(CHECKOV_VENV)/.installed typecheck
 	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+# mypy --strict over collector/ and function_app.py (configured in pyproject.toml).
+typecheck: install
+	$(PY) -m mypy
+
 bench: install
 	$(PY) -m devtools.bench
 
 lint: install
-	$(PY) -m ruff check collector tests function_app.py
+	$(PY) -m ruff check collector simulator devtools tests function_app.py
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .run .pytest_cache
