@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import health
 from .errors import ConfigError, NotFoundError, QueryError
-from .normalize import FIELDS, AuditEntry
+from .models import FIELDS, AuditEntry
 from .query import PASSTHROUGH, Export, QueryPlan, QueryService, param_pairs, shown
 
 if TYPE_CHECKING:

@@ -35,13 +35,14 @@ from .errors import (
 )
 from .index import AuditIndex, IndexItem
 from .ledger import Ledger
-from .management_api import ContentRef, ManagementApiClient
+from .management_api import ManagementApiClient
+from .models import ContentRef, Window
 from .normalize import normalize_record
 from .queue import ContentQueue
 from .settings import Settings
 from .state import StateStore, TypeState
 from .timeutil import Clock, SystemClock
-from .windows import RETENTION, RETENTION_SAFETY, Window, plan_windows
+from .windows import RETENTION, RETENTION_SAFETY, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -319,11 +320,7 @@ class ContentProcessor:
 
 
 def parse_message(body: bytes | str) -> ContentRef:
-    try:
-        data = json.loads(body)
-        return ContentRef.from_message(data)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CollectorError(f"unreadable queue message ({exc.__class__.__name__}: {exc})") from exc
+    return ContentRef.decode(body)
 
 
 def parse_records(body: bytes, ref: ContentRef) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@
     │   ├── InvalidWindowError      AF20030 / AF20055: the window was refused (clock skew?)
     │   ├── ContentUnavailableError AF20050 (unknown) / AF20051 (expired): skip the blob and count it
     │   └── FatalApiError           AF10001, AF20001-3, AF20010-13, AF20020-21, AF20052, 401 after refresh
+    ├── MessageFormatError          a queue message that is not a content reference (poison at once)
     ├── IndexFormatError            an index entity this version cannot read (another layout version)
     └── QueryError                  bad input to the query API (HTTP 400); .parameter names the culprit
         └── NotFoundError           no such record (HTTP 404)
@@ -85,6 +86,10 @@ class ContentUnavailableError(ManagementApiError):
 
 class FatalApiError(ManagementApiError):
     """An error that retrying cannot fix: permissions, tenant, content type or a client bug."""
+
+
+class MessageFormatError(CollectorError):
+    """A queue message that is not a content reference: no retry can make it readable."""
 
 
 class IndexFormatError(CollectorError):

@@ -26,7 +26,7 @@ from azure.data.tables import UpdateMode
 
 from . import keys
 from .errors import IndexFormatError
-from .normalize import AuditEntry
+from .models import AuditEntry
 from .tables import TableClients
 from .timeutil import format_record_time
 

@@ -19,7 +19,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from . import keys
-from .management_api import ContentRef
+from .models import ContentRef
 from .tables import TableClients
 from .timeutil import format_iso
 

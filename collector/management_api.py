@@ -14,7 +14,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -31,9 +30,9 @@ from .errors import (
     TransientApiError,
     UntrustedUrlError,
 )
+from .models import ContentRef, Window
 from .settings import Settings
-from .timeutil import Clock, SystemClock, as_utc, format_api_time, format_iso, parse_time
-from .windows import Window
+from .timeutil import Clock, SystemClock, as_utc, format_api_time
 
 log = logging.getLogger(__name__)
 
@@ -47,43 +46,6 @@ _SUBSCRIPTION = {"AF20022", "AF20023"}  # no subscription / disabled: start it, 
 _WINDOW = {"AF20030", "AF20055", "AF20031"}  # window refused (clock skew?) / bad nextPage: re-list
 _UNAVAILABLE = {"AF20050", "AF20051"}  # content unknown / expired: skip the blob, count the loss
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-
-
-@dataclass(frozen=True)
-class ContentRef:
-    """One content blob as listed by /subscriptions/content (and as queued for processing)."""
-
-    content_type: str
-    content_id: str
-    content_uri: str
-    content_created: datetime
-    content_expiration: datetime
-
-    @classmethod
-    def from_listing(cls, item: dict[str, Any]) -> ContentRef:
-        created = parse_time(str(item["contentCreated"]))
-        expiration = item.get("contentExpiration")
-        return cls(
-            content_type=str(item["contentType"]),
-            content_id=str(item["contentId"]),
-            content_uri=str(item["contentUri"]),
-            content_created=created,
-            # Authoritative and opaque (§5.3: sometimes 14 days); 7 days if a listing omitted it.
-            content_expiration=parse_time(str(expiration)) if expiration else created + timedelta(days=7),
-        )
-
-    def to_message(self) -> dict[str, str]:
-        return {
-            "contentType": self.content_type,
-            "contentId": self.content_id,
-            "contentUri": self.content_uri,
-            "contentCreated": format_iso(self.content_created),
-            "contentExpiration": format_iso(self.content_expiration),
-        }
-
-    @classmethod
-    def from_message(cls, body: dict[str, Any]) -> ContentRef:
-        return cls.from_listing(body)
 
 
 def classify_error(response: requests.Response) -> ManagementApiError:

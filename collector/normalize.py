@@ -10,42 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .models import AuditEntry
 from .timeutil import format_record_time, parse_time
-
-FIELDS = (
-    "id", "time", "user", "operation", "object", "result", "clientIp", "userAgent",
-    "workload", "recordType", "contentType", "organizationId",
-)
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One record's normalized fields, in the order of the query API's records."""
-
-    id: str
-    time: str  # YYYY-MM-DDTHH:MM:SSZ
-    user: str
-    operation: str
-    object: str
-    result: str
-    clientIp: str  # noqa: N815 - the API's field name
-    userAgent: str  # noqa: N815
-    workload: str
-    recordType: int | None  # noqa: N815
-    contentType: str  # noqa: N815
-    organizationId: str  # noqa: N815
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in FIELDS}
-
-    @property
-    def when(self) -> datetime:
-        return parse_time(self.time)
-
 
 _RESULTS = {
     "succeeded": "Succeeded", "success": "Succeeded", "true": "Succeeded",

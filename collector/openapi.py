@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .normalize import FIELDS
+from .models import FIELDS
 from .query import (
     CURSOR_PATTERN,
     DEFAULT_TOP,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 from . import keys
 from .errors import QueryError
-from .normalize import FIELDS, AuditEntry
+from .models import FIELDS, AuditEntry
 from .timeutil import SystemClock, parse_time
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.queue import QueueMessage, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from .management_api import ContentRef
+from .models import ContentRef
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ class ContentQueue:
                     raise
 
     def send(self, ref: ContentRef) -> None:
-        self.queue.send_message(json.dumps(ref.to_message()), time_to_live=MESSAGE_TTL_SECONDS)
+        self.queue.send_message(ref.encode(), time_to_live=MESSAGE_TTL_SECONDS)
 
     def receive(self, count: int, visibility_timeout: int) -> list[QueueMessage]:
         return list(self.queue.receive_messages(messages_per_page=count, max_messages=count,

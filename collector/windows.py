@@ -10,20 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .models import Window
+
 MAX_WINDOW = timedelta(hours=24)
 RETENTION = timedelta(days=7)
 # Stay clear of the 7-day edge: the request may wait in a queue or the clocks may disagree (peers
 # clamp to 167 h 55 m or 6.99 days, reference §3.5 and §10.5).
 RETENTION_SAFETY = timedelta(minutes=10)
-
-
-@dataclass(frozen=True)
-class Window:
-    start: datetime  # inclusive
-    end: datetime  # exclusive
-
-    def __str__(self) -> str:
-        return f"[{self.start:%Y-%m-%dT%H:%M:%S}Z, {self.end:%Y-%m-%dT%H:%M:%S}Z)"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from collector import keys
 from collector.index import AuditIndex, IndexItem, entities_for
-from collector.normalize import AuditEntry
+from collector.models import AuditEntry
 from collector.timeutil import format_record_time
 from devtools import azurite as azurite_launcher
 

@@ -72,7 +72,7 @@ def test_queue_function_indexes_a_blob_that_is_already_archived(services: Servic
                                     value="ALEX@contoso.com"))
     assert [h.entry.id for h in hits] == [records[0]["Id"]]
     assert services.index.locate(records[0]["Id"]) is not None
-    from collector.management_api import ContentRef
+    from collector.models import ContentRef
 
     assert services.ledger.status(ContentRef.from_message(message)) == "done"
 

@@ -13,7 +13,7 @@ from collector.collect import drain
 from collector.errors import UntrustedUrlError
 from collector.health import health_report
 from collector.index import AuditIndex
-from collector.management_api import ContentRef
+from collector.models import ContentRef
 
 from .conftest import START, TENANT, World, record
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector import keys
-from collector.normalize import AuditEntry
+from collector.models import AuditEntry
 from collector.timeutil import format_record_time
 
 TENANT = "5b0c2c7e-3f0a-4d8e-9b3e-2f1c6a7d8e90"

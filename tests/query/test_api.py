@@ -10,7 +10,7 @@ import urllib.parse
 import pytest
 
 from collector.api import Api, Response, csv_chunks
-from collector.normalize import FIELDS
+from collector.models import FIELDS
 from tests.query.data import NOW, TENANT, index_view, oracle
 from tests.query.test_query_service import WIDE, WIDE_END, WIDE_START, key_of
 
@@ -138,7 +138,7 @@ def test_ndjson_export(dataset, api):
 
 
 def key_of_record(record: dict) -> str:
-    from collector.normalize import AuditEntry
+    from collector.models import AuditEntry
 
     return key_of(AuditEntry(**record))
 

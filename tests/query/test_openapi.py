@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from collector.api import Api
-from collector.normalize import FIELDS
+from collector.models import FIELDS
 from collector.openapi import document
 from collector.query import PARAMETERS, TIME_PATTERN
 from tests.query.test_query_service import WIDE

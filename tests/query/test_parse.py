@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from collector.errors import QueryError
-from collector.normalize import AuditEntry
+from collector.models import AuditEntry
 from collector.query import (
     QueryPlan,
     decode_cursor,

@@ -9,7 +9,7 @@ import pytest
 
 from collector import keys
 from collector.index import AuditIndex
-from collector.normalize import AuditEntry
+from collector.models import AuditEntry
 from collector.query import QueryPlan, QueryService
 from tests.clock import FakeClock
 from tests.query.data import NOW, OTHER_ORG, TENANT, index_view, newest_first, oracle

@@ -17,7 +17,7 @@ import requests
 
 from collector.api import Api
 from collector.index import Hit
-from collector.normalize import FIELDS
+from collector.models import FIELDS
 from collector.query import QueryService
 from collector.serve import QueryApiServer, make_server
 from tests.clock import FakeClock

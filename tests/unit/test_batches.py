@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from collector import keys
 from collector.index import BATCH_LIMIT, IndexItem, plan_batches
-from collector.normalize import AuditEntry
+from collector.models import AuditEntry
 from collector.timeutil import format_record_time
 from devtools.bench import full_batches
 

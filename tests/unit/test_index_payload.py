@@ -8,7 +8,7 @@ import pytest
 from collector import index, keys
 from collector.errors import IndexFormatError
 from collector.index import IndexItem, entities_for, entry_from_entity, location_from_entity
-from collector.normalize import AuditEntry
+from collector.models import AuditEntry
 from collector.timeutil import format_record_time
 from devtools.bench import billed_entity_bytes
 

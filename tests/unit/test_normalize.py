@@ -2,7 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collector.normalize import FIELDS, normalize, normalize_ip, normalize_result
+from collector.models import FIELDS
+from collector.normalize import normalize, normalize_ip, normalize_result
 
 CREATED = datetime(2024, 5, 14, 12, 0, tzinfo=UTC)
 

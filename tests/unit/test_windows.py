@@ -2,7 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.windows import MAX_WINDOW, RETENTION, RETENTION_SAFETY, Window, plan_windows
+from collector.models import Window
+from collector.windows import MAX_WINDOW, RETENTION, RETENTION_SAFETY, plan_windows
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 H = timedelta(hours=1)
