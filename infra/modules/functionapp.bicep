@@ -187,6 +187,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: The query API is reached over the internet by design (function keys, optional Entra ID); private access needs VNet integration and a private endpoint, documented as a hardening step.
   // checkov:skip=CKV_AZURE_213: The platform health check is an App Service plan feature; AuditKeep exposes GET /api/health for external probes instead.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero by design; a minimum instance count would mean always-ready instances billed while idle.
+  // checkov:skip=CKV_AZURE_78: Checkov reads siteConfig.ftpsState, which Flex Consumption rejects ("FtpsState ... for Flex Consumption sites is invalid"); FTP publishing is off through the ftpBasicAuth policy below (allow: false).
   name: name
   location: location
   tags: tags
@@ -206,7 +207,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       remoteDebuggingEnabled: false
       appSettings: [for setting in items(appSettings): {

@@ -166,7 +166,6 @@ def test_function_app_is_flex_python_https_only() -> None:
     assert props["httpsOnly"] is True
     assert props["keyVaultReferenceIdentity"] == "identityResourceId"
     assert props["siteConfig"]["minTlsVersion"] == "1.2"
-    assert props["siteConfig"]["ftpsState"] == "Disabled"
     assert props["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.11"}
     assert props["functionAppConfig"]["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
     for policy in ("ftpBasicAuth", "scmBasicAuth"):
@@ -196,3 +195,32 @@ def test_parameters_file_matches_main() -> None:
     assert given and set(given) <= set(declared)
     required = {name for name, p in declared.items() if p.get("default") is None}
     assert required <= set(given), f"main.bicepparam misses required parameters {required - set(given)}"
+
+
+def _keys(node: object) -> set[str]:
+    """Every object key in a parsed Bicep value, at any depth."""
+    if isinstance(node, dict):
+        return set(node).union(*(_keys(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_keys(v) for v in node))
+    return set()
+
+
+def test_no_flex_consumption_site_sets_ftps_state() -> None:
+    # Flex Consumption rejects siteConfig.ftpsState ("The following site configuration property
+    # (Site.SiteConfig.FtpsState) for Flex Consumption sites is invalid"); FTP is off through the
+    # basicPublishingCredentialsPolicies 'ftp' resource instead.
+    flex_files = 0
+    for path in FILES:
+        resources = parse(path).get("resources") or {}
+        plans = [r for r in resources.values() if r["type"] == "Microsoft.Web/serverfarms"
+                 and (r["config"].get("sku") or {}).get("tier") == "FlexConsumption"]
+        if not plans:
+            continue
+        flex_files += 1
+        for name, resource in resources.items():
+            if resource["type"] in ("Microsoft.Web/sites", "Microsoft.Web/sites/config"):
+                assert "ftpsState" not in _keys(resource["config"]), f"{path.name}: {name} sets ftpsState"
+        code = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("//")]
+        assert not [line for line in code if "ftpsState" in line], f"{path.name} sets ftpsState"
+    assert flex_files == 1
