@@ -1,4 +1,5 @@
-"""Timestamps of the Management Activity API and of audit records (reference §2.1), and the clock seam."""
+"""Timestamps of the Management Activity API and of audit records (docs/api-behaviour.md
+"Timestamps"), and the clock seam."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class SystemClock:
 def parse_time(text: str) -> datetime:
     """Parse an API or record timestamp into an aware UTC datetime.
 
-    Records use `YYYY-MM-DDTHH:MM:SS` without suffix, which is UTC (§2.1); the API's own fields
+    Records use `YYYY-MM-DDTHH:MM:SS` without suffix, which is UTC; the API's own fields
     carry `.fffZ`; server-built NextPageUri values carry 7 fractional digits. All are accepted.
     """
     match = _TIME.match(text.strip())
@@ -48,7 +49,7 @@ def as_utc(value: datetime) -> datetime:
 
 
 def format_api_time(value: datetime) -> str:
-    """`YYYY-MM-DDTHH:MM:SS` in UTC: the documented request format (§2.1), no `+` to mis-encode."""
+    """`YYYY-MM-DDTHH:MM:SS` in UTC: the documented request format, no `+` to mis-encode."""
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S")
 
 
