@@ -1,7 +1,7 @@
 """A faithful local simulator of the Office 365 Management Activity API and its Entra tenant.
 
 Development only (tests, `make run`, benchmarks); never deployed. See
-/work/shared/reference/management-activity-api.md §12 for the behaviour it imitates.
+docs/api-behaviour.md ("The simulator") for the behaviour it imitates, and simulator/README.md.
 
     from simulator import Simulator, SimulatorServer, synthetic
     sim = Simulator(page_size=3)

@@ -1,6 +1,7 @@
-"""The activity feed operations under /api/v1.0/{tenant}/activity/feed/ (reference §3, §4, §12).
+"""The activity feed operations under /api/v1.0/{tenant}/activity/feed/ (docs/api-behaviour.md; quoted headings
+below are sections of that page).
 
-Checks run in the simulator's documented order (§12.3):
+Checks run in the simulator's documented order ("Check order"):
 401 → AF20013 → AF20010 → AF10001 → AF20011/AF20012 → AF20020 → AF429 → AF20022/AF20023 → AF20055 → AF20031.
 """
 
@@ -18,10 +19,10 @@ from .content_types import CONTENT_TYPES
 from .state import READ_DLP_ROLE, READ_ROLE, Blob, Simulator, Subscription, Tenant, Webhook, is_guid, micros
 from .wire import Request, Response, af_error, json_response, unauthorized
 
-SHARED_POOL = "00000000-0000-0000-0000-000000000000"  # §2: requests without PublisherIdentifier
+SHARED_POOL = "00000000-0000-0000-0000-000000000000"  # "PublisherIdentifier": requests without it
 MAX_WINDOW = timedelta(hours=24)
 MAX_AGE = timedelta(days=7)
-# AF429 "Method=" names per operation (§3.6 documents GetBlob and GetContents).
+# AF429 "Method=" names per operation ("Error codes" documents GetBlob and GetContents).
 THROTTLE_METHODS = {
     "subscription_start": "StartSubscription", "subscription_stop": "StopSubscription",
     "subscription_list": "ListSubscriptions", "content_list": "GetContents", "content_get": "GetBlob",
@@ -29,7 +30,7 @@ THROTTLE_METHODS = {
 }
 _CONTENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9$_.\-]{0,511}$")
 _NEXT_PAGE = re.compile(r"^(\d{17})(\d{6,})\$(\d{23})\$([A-Za-z]+\d*)$")
-DLP_SENSITIVE_TYPES = [  # §3.8 (a few of the built-in types)
+DLP_SENSITIVE_TYPES = [  # "DLP sensitive types" (a few of the built-in types)
     {"id": "50842eb7-edc8-4019-85dd-5a5c1f2bb085", "name": "Credit Card Number"},
     {"id": "a44669fe-0d48-453d-a9b1-2cc83f2cba77", "name": "U.S. Social Security Number (SSN)"},
     {"id": "e55e2a32-f92d-4985-a35d-a0b269eb687b", "name": "International Banking Account Number (IBAN)"},
@@ -88,7 +89,7 @@ def _no_permission(sim: Simulator, claims: tokens.TokenClaims, role: str) -> Res
 
 
 def _throttled(ctx: Context) -> Response | None:
-    """§6: AF429 per PublisherIdentifier (any case of the name, §2); without it, the shared pool."""
+    """"Throttling": AF429 per PublisherIdentifier (any case of the name); without it, the shared pool."""
     publisher = ctx.request.query.get("publisheridentifier", "").strip().lower()
     key = publisher or SHARED_POOL
     knobs = ctx.sim.knobs
@@ -103,7 +104,7 @@ def _content_type(ctx: Context) -> str | Response:
     content_type = ctx.request.query.get("contenttype")
     if content_type is None:
         return af_error("AF20001", "contentType")
-    if content_type not in CONTENT_TYPES:  # §7: names are case-sensitive in requests
+    if content_type not in CONTENT_TYPES:  # "Content types": names are case-sensitive in requests
         return af_error("AF20020")
     if content_type == "DLP.All" and READ_DLP_ROLE not in ctx.claims.roles:
         return _no_permission(ctx.sim, ctx.claims, READ_DLP_ROLE)
@@ -122,7 +123,7 @@ def _subscription_error(sub: Subscription | None) -> Response | None:
 
 # ---------------------------------------------------------------------------- subscriptions
 def start(ctx: Context, _: str) -> Response:
-    """§3.1: enable (or update the webhook of) a subscription; AF20024 when nothing would change."""
+    """"Starting a subscription": enable (or update the webhook of) a subscription; AF20024 when nothing would change."""
     checked = _content_type(ctx)
     if isinstance(checked, Response):
         return checked
@@ -160,10 +161,10 @@ def _same_webhook(a: Webhook | None, b: Webhook | None) -> bool:
 
 
 def _webhook_from_body(ctx: Context) -> tuple[Webhook | None, bool, Response | None]:
-    """Parse the optional start body (§3.1). Returns (webhook, whether the body sets it, error)."""
+    """Parse the optional start body ("Starting a subscription"). Returns (webhook, whether the body sets it, error)."""
     text = ctx.request.body.decode("utf-8", "replace").strip()
     if not text:
-        return None, False, None  # §2: an empty body with Content-Length: 0 is fine
+        return None, False, None  # "Request conventions": an empty body with Content-Length: 0 is fine
     try:
         body = json.loads(text)
     except ValueError:
@@ -194,7 +195,7 @@ def _webhook_from_body(ctx: Context) -> tuple[Webhook | None, bool, Response | N
 
 
 def _validate_webhook(webhook: Webhook) -> bool:
-    """§3.2: POST {"validationCode": …} to the address; only 200 OK passes."""
+    """"Webhooks": POST {"validationCode": …} to the address; only 200 OK passes."""
     import secrets
 
     import requests
@@ -211,7 +212,7 @@ def _validate_webhook(webhook: Webhook) -> bool:
 
 
 def stop(ctx: Context, _: str) -> Response:
-    """§3.3: 200 with an empty body; content until the next start is lost."""
+    """"Stopping a subscription": 200 with an empty body; content until the next start is lost."""
     checked = _content_type(ctx)
     if isinstance(checked, Response):
         return checked
@@ -223,7 +224,7 @@ def stop(ctx: Context, _: str) -> Response:
 
 
 def list_subscriptions(ctx: Context, _: str) -> Response:
-    """§3.4: a JSON array, possibly []."""
+    """"Listing subscriptions": a JSON array, possibly []."""
     throttled = _throttled(ctx)
     if throttled:
         return throttled
@@ -241,7 +242,7 @@ def list_notifications(ctx: Context, _: str) -> Response:
 
 
 def _listing(ctx: Context, kind: str) -> Response:
-    """§3.5 (and §3.7, same rules): validate, filter start <= contentCreated < end, page by page_size."""
+    """"Listing windows", "Paging" (and "Notifications", same rules): validate, filter start <= contentCreated < end, page by page_size."""
     checked = _content_type(ctx)
     if isinstance(checked, Response):
         return checked
@@ -270,7 +271,7 @@ def _listing(ctx: Context, kind: str) -> Response:
     knobs = ctx.sim.knobs
     next_key: tuple[int, int] | None = None
     if knobs.emit_empty_page_with_next and position is None:
-        # An empty page that still has a NextPageUri: clients must not stop on [] (§3.5).
+        # An empty page that still has a NextPageUri: clients must not stop on [] ("Paging").
         page: list[Blob] = []
         next_key = blobs[0].key if blobs else (micros(end), 0)
     elif index < len(blobs) and ctx.sim.fault(knobs.empty_page_rate):
@@ -295,11 +296,11 @@ def _listing(ctx: Context, kind: str) -> Response:
 
 
 def _window(ctx: Context) -> tuple[datetime, datetime] | Response:
-    """§12.4: both or neither; end > start; ≤ 24 h; start ≥ now − 7 d (− tolerance); future end accepted."""
+    """"Window rules": both or neither; end > start; ≤ 24 h; start ≥ now − 7 d (− tolerance); future end accepted."""
     raw_start = ctx.request.query.get("starttime")
     raw_end = ctx.request.query.get("endtime")
     if raw_start is None and raw_end is None:
-        # §3.5: the reference page says "last 24 hours"; the troubleshooting page "since 00:00 UTC".
+        # "Listing windows": the reference page says "last 24 hours"; the troubleshooting page "since 00:00 UTC".
         if ctx.sim.knobs.default_window == "todayUtc":
             start = ctx.now.replace(hour=0, minute=0, second=0, microsecond=0)
         else:
@@ -317,7 +318,7 @@ def _window(ctx: Context) -> tuple[datetime, datetime] | Response:
 
 
 def _window_token(start: datetime) -> str:
-    # §5.6: the middle part of nextPage is the window start as yyyyMMddHHmmss + 9 zeros.
+    # "Content and page identifiers": the middle part of nextPage is the window start as yyyyMMddHHmmss + 9 zeros.
     return timefmt.utc(start).strftime("%Y%m%d%H%M%S") + "0" * 9
 
 
@@ -333,7 +334,7 @@ def _parse_next_page(token: str, start: datetime) -> tuple[int, int] | None:
 
 
 def _next_page_uri(ctx: Context, kind: str, content_type: str, start: datetime, end: datetime, key: tuple[int, int]) -> str:
-    """§3.5: NextPageUri keeps lower-case names, 7-digit times, and drops PublisherIdentifier."""
+    """"Paging": NextPageUri keeps lower-case names, 7-digit times, and drops PublisherIdentifier."""
     moment = timefmt.EPOCH + timedelta(microseconds=key[0])
     token = f"{timefmt.id_stamp(moment, 0)[:17]}{key[1]:06d}${_window_token(start)}${ctx.sim.knobs.region}"
     return (f"{ctx.root}/api/v1.0/{ctx.tenant_in_url}/activity/feed/subscriptions/{kind}?contenttype={content_type}"
@@ -342,7 +343,7 @@ def _next_page_uri(ctx: Context, kind: str, content_type: str, start: datetime, 
 
 # ---------------------------------------------------------------------------- content retrieval
 def get_content(ctx: Context, content_id: str) -> Response:
-    """§3.6: the blob's JSON array; AF20052 malformed, AF20050 unknown, AF20051 expired (HTTP 400)."""
+    """"Content blobs": the blob's JSON array; AF20052 malformed, AF20050 unknown, AF20051 expired (HTTP 400)."""
     sim = ctx.sim
     blob = sim.blob(content_id)
     if blob is None and not _CONTENT_ID.match(content_id):
@@ -367,7 +368,7 @@ def get_content(ctx: Context, content_id: str) -> Response:
 
 
 def dlp_sensitive_types(ctx: Context, _: str) -> Response:
-    """§3.8: friendly names of sensitive types; Accept-Language must name one language."""
+    """"DLP sensitive types": friendly names of sensitive types; Accept-Language must name one language."""
     language = ctx.request.header("accept-language").strip()
     if language:
         if "," in language:

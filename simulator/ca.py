@@ -143,7 +143,7 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
 
 
 def make_client_certificate(common_name: str = "auditkeep-simulator-client", key_size: int = 2048) -> ClientCertificate:
-    """A self-signed RSA certificate as registered on an app for certificate auth (§1.3: ≥ 2048 bits)."""
+    """A self-signed RSA certificate as registered on an app for certificate auth (docs/api-behaviour.md "Tokens": ≥ 2048 bits)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
     now = datetime.now(UTC)
     cert = (

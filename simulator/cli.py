@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--realism", action="append", default=[], metavar="NAME=VALUE",
                       help="synthetic-tenant knob, e.g. duplicate_across_blobs_rate=0.05 (repeatable)")
 
-    faults = parser.add_argument_group("faults (reference §12.5)")
+    faults = parser.add_argument_group("faults (docs/api-behaviour.md, \"Fault and realism knobs\")")
     faults.add_argument("--page-size", type=int, default=100)
     faults.add_argument("--empty-pages", action="store_true", help="first page of every listing is [] with a NextPageUri")
     faults.add_argument("--af50000-rate", type=float, default=0.0)

@@ -1,5 +1,6 @@
 """Simulated Microsoft Entra ID: OpenID discovery, the token endpoints, and the App Service
-managed-identity endpoint — enough for msal's real code paths (reference §1.3, §12.1).
+managed-identity endpoint — enough for msal's real code paths (docs/api-behaviour.md "Tokens",
+"Surface").
 
 msal's ConfidentialClientApplication (instance_discovery=False) reads
 `{authority}/v2.0/.well-known/openid-configuration`, then POSTs client credentials to the
@@ -32,7 +33,7 @@ def base_url(sim: Simulator, request: Request) -> str:
 
 # ---------------------------------------------------------------------------- Entra error shape
 def entra_error(sim: Simulator, request: Request, status: int, error: str, code: int, description: str) -> Response:
-    """Entra's token-endpoint error body (§1.3): error, error_description with trace lines, error_codes …"""
+    """Entra's token-endpoint error body ("Tokens"): error, error_description with trace lines, error_codes …"""
     now = sim.now()
     stamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
     trace_id, correlation_id = str(uuid.uuid4()), request.header("client-request-id") or str(uuid.uuid4())
@@ -160,7 +161,7 @@ def token(sim: Simulator, request: Request, tenant_name: str, v2: bool) -> Respo
         sim.issued_tokens += 1
     if v2:
         body: dict[str, Any] = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token}
-    else:  # §1.3: the v1 endpoint answers with strings and adds expires_on/not_before/resource
+    else:  # "Tokens": the v1 endpoint answers with strings and adds expires_on/not_before/resource
         iat = int(epoch_seconds(now))
         body = {"token_type": "Bearer", "expires_in": str(lifetime), "ext_expires_in": str(lifetime), "expires_on": str(exp),
                 "not_before": str(iat), "resource": resource, "access_token": access_token}
@@ -199,7 +200,7 @@ def _b64url(value: str) -> bytes:
 
 
 def _check_assertion(sim: Simulator, request: Request, tenant: Tenant, app: App, assertion: str) -> str | Response:
-    """§1.3 certificate credential: x5t/x5t#S256 of a registered cert, RS256/PS256 signature,
+    """Certificate credential ("Tokens"): x5t/x5t#S256 of a registered cert, RS256/PS256 signature,
     aud = the token endpoint, iss = sub = client_id, exp/nbf within range."""
     try:
         header = jwt.get_unverified_header(assertion)

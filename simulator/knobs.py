@@ -1,4 +1,4 @@
-"""Fault-injection and realism knobs (reference §12.5), scripted one-shot faults, and the throttle.
+"""Fault-injection and realism knobs (docs/api-behaviour.md "Fault and realism knobs"), scripted one-shot faults, and the throttle.
 
 Knobs are plain attributes of `Knobs`; `Simulator(**knobs)`, `sim.set(**knobs)` and the CLI's
 `--knob NAME=VALUE` all go through `Knobs.update`, which rejects unknown names and converts text.
@@ -23,17 +23,17 @@ DEFAULT_WINDOWS = ("last24h", "todayUtc")
 
 @dataclass
 class Knobs:
-    # --- listing (§3.5, §12.4) ---
-    page_size: int = 100  # blobs per listing page (real size undocumented; §12.5 suggests 100–200)
+    # --- listing ("Paging", "Window rules") ---
+    page_size: int = 100  # blobs per listing page (real size undocumented; 100–200 is a plausible guess)
     emit_empty_page_with_next: bool = False  # first page of every listing is [] with a NextPageUri
     empty_page_rate: float = 0.0  # any page is replaced by [] + NextPageUri (same position) with this probability
     default_window: str = "last24h"  # no start/end given: "last24h" (reference page) or "todayUtc" (troubleshooting page)
-    window_start_tolerance: timedelta = timedelta(0)  # extra age allowed beyond 7 d (real ≈ 1 h, §3.5)
+    window_start_tolerance: timedelta = timedelta(0)  # extra age allowed beyond 7 d (real ≈ 1 h, "Listing windows")
     advertised_base_url: str | None = None  # root used in contentUri/NextPageUri (default: the request's Host)
-    # --- content (§3.6, §5.3) ---
+    # --- content ("Content blobs", "Content lifetime") ---
     expiration_days: float = 7.0  # add_blob's default contentExpiration = T1 + this (14 seen too)
     af20050_status: int = 400  # unknown content: 400 or 404 (unconfirmed)
-    # --- errors and throttling (§4, §6) ---
+    # --- errors and throttling ("Error codes", "Throttling") ---
     af10001_status: int = 403  # missing permission: 401 or 403 (unconfirmed)
     af50000_rate: float = 0.0  # random AF50000 (HTTP 500) after authentication
     http_503_rate: float = 0.0  # random bare 503 before anything else (a front end failing)
@@ -41,20 +41,20 @@ class Knobs:
     throttle_window_seconds: float = 60.0  # wall-clock window of the throttle (shorten it in tests)
     throttle_status: int = 403  # HTTP status of AF429 (Microsoft's docs show 403; 429 plausible)
     throttle_retry_after: int | None = None  # seconds in a Retry-After header on AF429 (unconfirmed)
-    # --- subscriptions (§3.1, §3.3, §5.2) ---
-    start_throttle_minutes: float = 0.0  # §3.1: real rule is 15; 0 = not enforced
+    # --- subscriptions ("Starting a subscription", "Stopping a subscription", "Latency") ---
+    start_throttle_minutes: float = 0.0  # "Starting a subscription": real rule is 15; 0 = not enforced
     start_throttle_code: str = "AF429"  # code returned when the start rule is broken (real one unconfirmed)
     first_content_delay_after_start: timedelta = timedelta(0)  # nothing listable for this long after a start (real ≤ 12 h)
     content_before_first_start: bool = True  # content older than the first start is listable (handy for backfill demos)
-    validate_webhooks: bool = False  # POST the validation request of §3.2 to webhook addresses
-    # --- identity (§1.3) ---
+    validate_webhooks: bool = False  # POST the validation request of "Webhooks" to webhook addresses
+    # --- identity ("Tokens") ---
     token_lifetime_seconds: int = 3599
-    # --- clock (§12.2) ---
+    # --- clock ("State and clock") ---
     clock_skew: timedelta = timedelta(0)  # the service's clock = clock() + skew (shows in Date and in validation)
     # --- bookkeeping ---
     request_log_limit: int = 100_000  # sim.requests keeps at most this many entries
     fault_seed: int | None = None  # seed of the random faults (af50000_rate, http_503_rate, empty_page_rate)
-    region: str = "na0017"  # §5.6 region token in content ids and nextPage tokens
+    region: str = "na0017"  # region token in content ids and nextPage tokens ("Content and page identifiers")
 
     def update(self, **values: Any) -> None:
         """Set knobs by name; text values (from the CLI) are converted to the knob's type."""
@@ -140,7 +140,7 @@ class Injection:
 
 
 class Throttle:
-    """Sliding-window request counter per key (§6; key = PublisherIdentifier, lower-cased, or the shared pool).
+    """Sliding-window request counter per key ("Throttling"; key = PublisherIdentifier, lower-cased, or the shared pool).
 
     Wall-clock based on purpose: throttling is about real request rate, and a frozen test clock must
     not freeze the window. Rejected requests are not counted, so a client that backs off recovers.

@@ -13,7 +13,7 @@ from .synthetic import Generator, Realism
 log = logging.getLogger("simulator")
 
 # Live content should show up within a collector cycle or two, so latency is short (still non-zero,
-# so blobs keep appearing after the events that fill them, as in §5.2).
+# so blobs keep appearing after the events that fill them, as in docs/api-behaviour.md "Latency").
 LIVE_DEFAULTS: dict[str, Any] = {
     "latency_median_minutes": 1.0, "latency_sigma": 0.6, "latency_tail_rate": 0.01, "latency_tail_hours": 1.0,
     "blob_interval_minutes": 1.0, "late_blobs_per_day": 0.0,

@@ -1,4 +1,5 @@
-"""Audit record builders per workload, with the field shapes and quirks of reference §7–§9.
+"""Audit record builders per workload, with the field shapes and quirks of docs/api-behaviour.md "Record schema"
+("Fields per workload", "Normalization pitfalls"; quoted headings below are sections of that page).
 
 A `Population` holds precomputed pools (users, IPs, agents, sites, apps) so building a record is a
 handful of dict literals and cheap random picks. Everything is fictitious: Microsoft's demo names,
@@ -96,7 +97,7 @@ SYSTEM_USER_EXCHANGE = "NT AUTHORITY\\SYSTEM (Microsoft.Exchange.ServiceHost)"
 
 @dataclass(frozen=True)
 class Quirks:
-    """Probabilities of the shape variations of §8.5 (all per record)."""
+    """Probabilities of the shape variations of "Normalization pitfalls" (all per record)."""
 
     ipv6_rate: float = 0.15
     ip_port_rate: float = 0.12  # "203.0.113.5:51000" / "[2001:db8::5]:443" on workloads that do it
@@ -166,7 +167,7 @@ class Population:
         return self.users[bisect.bisect_left(self.user_cum, rng.random() * self.user_cum[-1])]
 
     def ip(self, user: User, ports: bool) -> str:
-        """A client IP in one of the §8.5 shapes (ports/brackets only where the workload shows them)."""
+        """A client IP in one of the "Normalization pitfalls" shapes (ports/brackets only where the workload shows them)."""
         rng = self.rng
         ip = rng.choice(user.ips)
         if ports and rng.random() < self.quirks.ip_port_rate:
@@ -180,12 +181,12 @@ def _props(**values: Any) -> list[dict[str, str]]:
 
 def _base(p: Population, record_type: int, operation: str, workload: str, user_id: str, user_key: str, user_type: int,
           when: str, rid: str, client_ip: str | None) -> Record:
-    # Key order mirrors real records: the common schema first (§8.1).
+    # Key order mirrors real records: the common schema first ("Common fields").
     return {"CreationTime": when, "Id": rid, "Operation": operation, "OrganizationId": p.tenant_id, "RecordType": record_type,
             "UserKey": user_key, "UserType": user_type, "Version": 1, "Workload": workload, "ClientIP": client_ip, "UserId": user_id}
 
 
-# ---------------------------------------------------------------------------- Entra ID (§9.3)
+# ---------------------------------------------------------------------------- Entra ID ("Fields per workload")
 def aad_logon(p: Population, u: User, when: str, rid: str) -> Record:
     rng = p.rng
     failed = rng.random() < 0.14
@@ -231,7 +232,7 @@ def aad_directory(p: Population, u: User, when: str, rid: str) -> Record:
     operation = rng.choice(DIRECTORY_OPERATIONS)
     by_service = rng.random() < p.quirks.system_user_rate * 3
     actor_id = "ServicePrincipal_" + new_guid(rng) if by_service else actor.upn
-    # §8.1: "docs say null for some Entra events" — directory changes often carry no client IP.
+    # "Common fields": "null for some Entra events" — directory changes often carry no client IP.
     ip = None if rng.random() < max(p.quirks.null_client_ip_rate, 0.0) * 6 else (p.ip(actor, ports=False) if rng.random() < 0.5 else "")
     record = _base(p, 8, operation, "AzureActiveDirectory", actor_id, "Not Available" if by_service else f"{actor.puid}@{p.domain}",
                    4 if by_service else 0, when, rid, ip)
@@ -259,7 +260,7 @@ def aad_directory(p: Population, u: User, when: str, rid: str) -> Record:
     return record
 
 
-# ---------------------------------------------------------------------------- Exchange (§9.1)
+# ---------------------------------------------------------------------------- Exchange ("Fields per workload")
 def _mailbox_fields(p: Population, u: User, ip: str) -> Record:
     rng = p.rng
     return {
@@ -275,7 +276,7 @@ def _mailbox_fields(p: Population, u: User, ip: str) -> Record:
         "MailboxOwnerSid": u.sid,
         "MailboxOwnerUPN": u.upn,
         "OrganizationName": p.domain,
-        "OriginatingServer": rng.choice(SERVERS) + "\r\n",  # §8.5: ends with CRLF
+        "OriginatingServer": rng.choice(SERVERS) + "\r\n",  # "Normalization pitfalls": ends with CRLF
         "SessionId": new_guid(rng),
     }
 
@@ -295,7 +296,7 @@ def exchange_mail_items_accessed(p: Population, u: User, when: str, rid: str) ->
     sync = rng.random() < 0.25
     record["OperationProperties"] = _props(MailAccessType="Sync" if sync else "Bind", IsThrottled="False")
     folder = rng.choice(MAIL_FOLDERS)
-    if sync:  # §9.1: for Sync, FolderItems is absent
+    if sync:  # "Fields per workload": for Sync, FolderItems is absent
         record["Folders"] = [{"Id": f"LgAAAAD{rng.getrandbits(64):016x}", "Path": folder}]
     else:
         items = [{"Id": f"RgAAAAD{rng.getrandbits(64):016x}", "InternetMessageId": _message_id(p), "SizeInBytes": rng.randrange(2_000, 400_000)}
@@ -316,7 +317,7 @@ def exchange_item(p: Population, u: User, when: str, rid: str) -> Record:
                       "ParentFolder": {"Id": f"LgAAAAD{rng.getrandbits(64):016x}", "Path": rng.choice(MAIL_FOLDERS)},
                       "SizeInBytes": rng.randrange(2_000, 200_000), "Subject": rng.choice(SUBJECTS)}
     if operation == "Update":
-        record["ModifiedProperties"] = rng.sample(("Subject", "Body", "Importance", "Categories"), 2)  # §8.5: list of strings
+        record["ModifiedProperties"] = rng.sample(("Subject", "Body", "Importance", "Categories"), 2)  # "Normalization pitfalls": list of strings
     return record
 
 
@@ -337,7 +338,7 @@ def exchange_item_group(p: Population, u: User, when: str, rid: str) -> Record:
 
 
 def exchange_admin(p: Population, u: User, when: str, rid: str) -> Record:
-    """RecordType 1: ResultStatus "True"/"False" strings, Parameters a list — or one string (§8.5)."""
+    """RecordType 1: ResultStatus "True"/"False" strings, Parameters a list — or one string ("Normalization pitfalls")."""
     rng = p.rng
     cmdlet, names = rng.choice(ADMIN_CMDLETS)
     system = rng.random() < p.quirks.system_user_rate * 4
@@ -368,7 +369,7 @@ def exchange_admin(p: Population, u: User, when: str, rid: str) -> Record:
     return record
 
 
-# ---------------------------------------------------------------------------- SharePoint / OneDrive (§9.2, §9.4)
+# ---------------------------------------------------------------------------- SharePoint / OneDrive ("Fields per workload")
 SP_OPERATIONS = (
     ("FileAccessed", 6, "File", 30), ("FileModified", 6, "File", 10), ("FileDownloaded", 6, "File", 8), ("FileUploaded", 6, "File", 6),
     ("FilePreviewed", 6, "File", 8), ("FileDeleted", 6, "File", 2), ("FileSyncDownloadedFull", 6, "File", 4), ("PageViewed", 4, "Page", 14),
@@ -379,7 +380,7 @@ _SP_CUM = list(itertools.accumulate(w for *_, w in SP_OPERATIONS))
 
 
 def sharepoint(p: Population, u: User, when: str, rid: str) -> Record:
-    """No ResultStatus; top-level UserAgent; IPv4/IPv6 with ports and brackets (§8.4, §8.5)."""
+    """No ResultStatus; top-level UserAgent; IPv4/IPv6 with ports and brackets ("Fields per workload", "Normalization pitfalls")."""
     rng = p.rng
     operation, record_type, item_type, _ = SP_OPERATIONS[bisect.bisect_left(_SP_CUM, rng.random() * _SP_CUM[-1])]
     onedrive = rng.random() < 0.4
@@ -409,7 +410,7 @@ def sharepoint(p: Population, u: User, when: str, rid: str) -> Record:
         "ObjectId": f"{site_url}{folder}/{file_name}" if item_type != "Page" else f"{site_url}SitePages/Home.aspx",
         "CorrelationId": new_guid(rng),
         "EventSource": "ObjectModel" if record_type == 36 else "SharePoint",
-        "ItemType": item_type,  # §8.3: documented as int, emitted as a string
+        "ItemType": item_type,  # "Enums": documented as int, emitted as a string
         "ListId": list_id,
         "ListItemUniqueId": new_guid(rng),
         "Site": site_id,
@@ -436,7 +437,7 @@ def sharepoint(p: Population, u: User, when: str, rid: str) -> Record:
     return record
 
 
-# ---------------------------------------------------------------------------- Audit.General (§7)
+# ---------------------------------------------------------------------------- Audit.General ("Content types")
 def teams(p: Population, u: User, when: str, rid: str) -> Record:
     rng = p.rng
     operation = rng.choice(("TeamsSessionStarted", "MessageCreatedHasLink", "ChatCreated", "MemberAdded", "MeetingParticipantDetail", "ChannelAdded"))
@@ -451,7 +452,7 @@ def teams(p: Population, u: User, when: str, rid: str) -> Record:
         "AADGroupId": p.site_ids[team][0],
         "ChatThreadId": f"19:{rng.getrandbits(80):020x}@thread.v2",
         "ItemName": rng.choice(("General", "Planning", "Announcements")),
-        # §8.5: numbers as strings inside nested payloads
+        # "Normalization pitfalls": numbers as strings inside nested payloads
         "ExtraProperties": [{"Key": "TimeZone", "Value": "Europe/Berlin"}, {"Key": "OsName", "Value": u.os},
                             {"Key": "OsVersion", "Value": "10.0.22631"}, {"Key": "Country", "Value": "us"}],
         "AppAccessContext": {"AADSessionId": new_guid(rng), "ClientAppId": "1fec8e78-bce4-4aaf-ab1b-5451cc387264",
@@ -493,7 +494,7 @@ def power_bi(p: Population, u: User, when: str, rid: str) -> Record:
 
 
 def security_alert(p: Population, u: User, when: str, rid: str) -> Record:
-    """Alerts: a system user and a JSON-in-a-string `Data` with a duplicated key (§8.5)."""
+    """Alerts: a system user and a JSON-in-a-string `Data` with a duplicated key ("Normalization pitfalls")."""
     rng = p.rng
     alert = new_guid(rng)
     record = _base(p, 40, "AlertTriggered", "SecurityComplianceCenter", "SecurityComplianceAlerts", "SecurityComplianceAlerts", 4, when, rid, None)
@@ -564,7 +565,7 @@ def forms(p: Population, u: User, when: str, rid: str) -> Record:
 
 
 def unknown_type(p: Population, u: User, when: str, rid: str) -> Record:
-    """§8.2: new RecordTypes appear continually; clients must keep them. ClientIP may even be a host name."""
+    """"RecordType values": new RecordTypes appear continually; clients must keep them. ClientIP may even be a host name."""
     rng = p.rng
     record = _base(p, 99999, "ExperimentalOperation", "FutureWorkload", u.upn, u.puid, 0, when, rid,
                    "client.example.net" if rng.random() < 0.3 else p.ip(u, ports=True))
@@ -572,7 +573,7 @@ def unknown_type(p: Population, u: User, when: str, rid: str) -> Record:
     return record
 
 
-# ---------------------------------------------------------------------------- DLP.All (§7)
+# ---------------------------------------------------------------------------- DLP.All ("Content types")
 def dlp(p: Population, u: User, when: str, rid: str) -> Record:
     """DlpRuleMatch / DlpRuleUndo / DlpInfo; UserKey is always "DlpAgent"."""
     rng = p.rng

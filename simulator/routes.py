@@ -1,4 +1,5 @@
-"""URL → operation, and the faults that sit in front of every operation (reference §12.1, §12.5).
+"""URL → operation, and the faults that sit in front of every operation (docs/api-behaviour.md "Surface",
+"Fault and realism knobs").
 
 Order per request: route (404/405) → scripted injection → random bare 503 (API only) → the operation.
 """
@@ -74,7 +75,7 @@ def dispatch(sim: Simulator, request: Request) -> tuple[str | None, Response]:
     else:
         delay = 0.0
     if operation in API_OPERATIONS and sim.fault(sim.knobs.http_503_rate):
-        # A front end failing before the service sees the request (§4 "Backend down").
+        # A front end failing before the service sees the request ("Error codes": a front end that is down).
         return operation, json_response(503, {"Message": "The service is unavailable."})
     response = handler(sim, request)
     response.delay_seconds = max(response.delay_seconds, delay)

@@ -1,4 +1,5 @@
-"""HTTPS plumbing: a ThreadingHTTPServer on loopback with the simulator's own CA (§12.1).
+"""HTTPS plumbing: a ThreadingHTTPServer on loopback with the simulator's own CA
+(docs/api-behaviour.md "Surface"; quoted headings below are sections of that page).
 
 TLS handshakes run on the connection's worker thread (not in the accept loop), connections are
 kept alive (HTTP/1.1) so benchmarks are not dominated by handshakes, and every answer carries
@@ -32,7 +33,7 @@ from .wire import Request, Response, af_error
 
 log = logging.getLogger("simulator")
 
-# IIS/ASP.NET headers the real service sends (§2); harmless, and clients that log headers see them.
+# IIS/ASP.NET headers the real service sends ("Request conventions"); harmless, and clients that log headers see them.
 _SERVICE_HEADERS = (("Cache-Control", "no-cache"), ("Pragma", "no-cache"), ("Expires", "-1"),
                     ("X-AspNet-Version", "4.0.30319"), ("X-Powered-By", "ASP.NET"))
 
@@ -81,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query_string = raw_path.partition("?")
         query: dict[str, str] = {}
         for name, value in parse_qsl(query_string, keep_blank_values=True):
-            query.setdefault(name.lower(), value)  # §2: names are case-insensitive; the first value wins
+            query.setdefault(name.lower(), value)  # "Request conventions": names are case-insensitive; the first value wins
         headers = {name.lower(): value for name, value in self.headers.items()}
         return Request(self.command, unquote(path), query, headers, self._body(), raw_path, headers.get("host", ""))
 
@@ -269,7 +270,7 @@ class SimulatorServer:
         return f"{self.base_url}/msi/token"
 
     def env(self) -> dict[str, str]:
-        """The environment a client needs (Settings names, §1.1 overrides, and the CA bundle)."""
+        """The environment a client needs (Settings names, "Clouds and hosts" overrides, and the CA bundle)."""
         values = {
             "M365_TENANT_ID": self.sim.tenant_id,
             "M365_CLIENT_ID": self.sim.client_id,

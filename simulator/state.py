@@ -1,4 +1,5 @@
-"""The simulated service's state: tenants, app registrations, subscriptions, content blobs, clock (§12.2).
+"""The simulated service's state: tenants, app registrations, subscriptions, content blobs, clock
+(docs/api-behaviour.md "State and clock"; quoted headings below are sections of that page).
 
 `Simulator` is the object tests hold. It is thread-safe (one re-entrant lock) because the HTTPS
 server answers on many threads while the test or the live feed adds content.
@@ -40,12 +41,12 @@ DEFAULT_TENANT_DOMAIN = "contoso.onmicrosoft.com"
 DEFAULT_AUDIENCE = "https://manage.office.com"
 READ_ROLE = "ActivityFeed.Read"
 READ_DLP_ROLE = "ActivityFeed.ReadDlp"
-# Resources the simulated Entra knows (§1.1 per-cloud hosts; storage for managed-identity callers).
+# Resources the simulated Entra knows ("Clouds and hosts"; storage for managed-identity callers).
 KNOWN_RESOURCES = frozenset({
     "https://manage.office.com", "https://manage-gcc.office.com", "https://manage.office365.us",
     "https://manage.protection.apps.mil", "https://storage.azure.com",
 })
-OFFICE_MANAGEMENT_APP_ID = "c5393580-f805-4401-95e8-94b7a6ef2fc2"  # §1.2: "Office 365 Management APIs"
+OFFICE_MANAGEMENT_APP_ID = "c5393580-f805-4401-95e8-94b7a6ef2fc2"  # "Permissions and tenant prerequisites": "Office 365 Management APIs"
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -71,7 +72,7 @@ class Webhook:
 
 @dataclass
 class Subscription:
-    """One content type's subscription. `stopped` intervals are gaps whose content is lost (§3.3)."""
+    """One content type's subscription. `stopped` intervals are gaps whose content is lost ("Stopping a subscription")."""
 
     content_type: str
     status: str = "enabled"  # enabled | disabled
@@ -80,7 +81,7 @@ class Subscription:
     last_started_at: datetime | None = None
     stopped: list[list[datetime | None]] = field(default_factory=list)  # [from, to or None while still off]
     disabled_by: str | None = None  # None: the client stopped it; else "a tenant admin" / "a service admin"
-    last_start_request_at: datetime | None = None  # any start request, for the 15-minute rule (§3.1)
+    last_start_request_at: datetime | None = None  # any start request, for the 15-minute rule ("Starting a subscription")
 
     def as_json(self) -> dict[str, Any]:
         return {"contentType": self.content_type, "status": self.status, "webhook": self.webhook.as_json() if self.webhook else None}
@@ -93,8 +94,8 @@ class Subscription:
 class Tenant:
     tenant_id: str
     domain: str
-    licensed: bool = True  # False → AF20012 (§4)
-    audit_enabled: bool = True  # False → AF20011 (§1.2: "Tenant … does not exist")
+    licensed: bool = True  # False → AF20012 ("Error codes")
+    audit_enabled: bool = True  # False → AF20011 ("Permissions and tenant prerequisites": "Tenant … does not exist")
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
 
 
@@ -138,7 +139,7 @@ class ManagedIdentity:
 
 @dataclass(eq=False)
 class Blob:
-    """A content blob (§3.5 listing fields). The body is rendered once; serving it is a write."""
+    """A content blob (the listing fields of "Content blobs"). The body is rendered once; serving it is a write."""
 
     tenant_id: str
     content_type: str
@@ -212,7 +213,7 @@ class _Store:
         self.blobs.insert(index, blob)
 
     def between(self, start: datetime, end: datetime) -> tuple[int, int]:
-        """Index range of blobs with start <= contentCreated < end (§3.5)."""
+        """Index range of blobs with start <= contentCreated < end ("Listing windows")."""
         return (bisect.bisect_left(self.keys, (micros(start), -1)), bisect.bisect_left(self.keys, (micros(end), -1)))
 
 
@@ -271,7 +272,7 @@ class Simulator:
 
     # ------------------------------------------------------------------ clock and knobs
     def now(self) -> datetime:
-        """The service's clock: the injected clock plus `clock_skew` (§12.2)."""
+        """The service's clock: the injected clock plus `clock_skew` ("State and clock")."""
         value = self._clock()
         if value.tzinfo is None:
             raise ValueError("the simulator clock must return an aware datetime")
@@ -300,7 +301,7 @@ class Simulator:
         return self.tenants[(tenant_id or self.tenant_id).lower()]
 
     def resolve_tenant(self, name: str) -> Tenant | None:
-        """Entra accepts the tenant GUID or a verified domain in the authority path (§1.3)."""
+        """Entra accepts the tenant GUID or a verified domain in the authority path ("Tokens")."""
         name = name.lower()
         if name in self.tenants:
             return self.tenants[name]
@@ -365,7 +366,7 @@ class Simulator:
             return sub
 
     def stop_subscription(self, content_type: str, tenant_id: str | None = None, by: str | None = None) -> Subscription:
-        """Disable a subscription; content created until the next start is never listable (§3.3)."""
+        """Disable a subscription; content created until the next start is never listable ("Stopping a subscription")."""
         now = self.now()
         with self.lock:
             tenant = self.tenant(tenant_id)
@@ -379,7 +380,7 @@ class Simulator:
             return sub
 
     def disable_subscription(self, content_type: str | None = None, by: str = "a tenant admin", tenant_id: str | None = None) -> None:
-        """Fault: an admin disables one (or every) enabled subscription → AF20023 until restarted (§4)."""
+        """Fault: an admin disables one (or every) enabled subscription → AF20023 until restarted ("Error codes")."""
         with self.lock:
             tenant = self.tenant(tenant_id)
             for ct, sub in tenant.subscriptions.items():
@@ -389,7 +390,7 @@ class Simulator:
     # ------------------------------------------------------------------ content
     def add_blob(self, content_type: str, content_created: datetime, records: list[dict[str, Any]], content_id: str | None = None,
                  expiration: datetime | None = None, *, tenant_id: str | None = None, t1: datetime | None = None) -> Blob:
-        """Add a content blob. contentExpiration defaults to T1 + `expiration_days` (§5.3), where T1 (the
+        """Add a content blob. contentExpiration defaults to T1 + `expiration_days` ("Content lifetime"), where T1 (the
         blob's first timestamp) defaults to its earliest record CreationTime, at most one day before creation."""
         for record in records:
             if not isinstance(record, dict):
@@ -426,7 +427,7 @@ class Simulator:
         return blob
 
     def _new_content_id(self, content_type: str, t1: datetime, created: datetime) -> str:
-        # §5.6: {T1}${T2}$audit_{lowercasetype}$Audit_{Type}${region}; T2's first 17 digits = contentCreated.
+        # "Content and page identifiers": {T1}${T2}$audit_{lowercasetype}$Audit_{Type}${region}; T2's first 17 digits = contentCreated.
         snake = content_type.replace(".", "_")
         while True:
             content_id = (f"{timefmt.id_stamp(t1, self._id_rng.randrange(1_000_000))}$"
@@ -457,7 +458,7 @@ class Simulator:
             self._by_id[content_id].content_expiration = timefmt.to_millis(timefmt.utc(expiration))
 
     def listable(self, blob: Blob, now: datetime | None = None) -> bool:
-        """§12.2: contentCreated <= now, subscription enabled, not inside a stopped interval."""
+        """"State and clock": contentCreated <= now, subscription enabled, not inside a stopped interval."""
         now = now or self.now()
         if blob.content_created > now:
             return False
@@ -466,7 +467,7 @@ class Simulator:
             return False
         delay = self.knobs.first_content_delay_after_start
         if delay and sub.last_started_at is not None and now < sub.last_started_at + delay:
-            return False  # §3.1/§5.2: first content after a start takes a while to appear
+            return False  # "Starting a subscription", "Latency": first content after a start takes a while to appear
         if not self.knobs.content_before_first_start and sub.first_started_at is not None and blob.content_created < sub.first_started_at:
             return False
         return not sub.in_gap(blob.content_created)
@@ -476,7 +477,7 @@ class Simulator:
         return self.listable(blob, now) and now < blob.content_expiration
 
     def window(self, tenant_id: str, content_type: str, start: datetime, end: datetime) -> list[Blob]:
-        """Listable blobs with start <= contentCreated < end, ascending (§3.5)."""
+        """Listable blobs with start <= contentCreated < end, ascending ("Listing windows")."""
         now = self.now()
         with self.lock:
             store = self._stores.get((tenant_id, content_type))

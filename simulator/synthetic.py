@@ -1,15 +1,17 @@
 """A realistic synthetic tenant: audit events of every content type, grouped into content blobs the
-way the service does it — with latency, out-of-order records, duplicates and late blobs (§5, §7–§9).
+way the service does it — with latency, out-of-order records, duplicates and late blobs (docs/api-behaviour.md
+"Duplicates and late content", "Record schema"; quoted headings below are sections of that page).
 
 Model (deterministic for a seed):
 1. Events: `records_per_hour` on average over [start, end), shaped by a working-hours/weekday curve,
    split between content types by weight, each by a Zipf-skewed user.
-2. Availability: event CreationTime + latency (log-normal, minutes; a tail of hours) (§5.2).
+2. Availability: event CreationTime + latency (log-normal, minutes; a tail of hours) ("Latency").
 3. Blobs: per content type, events that become available in the same `blob_interval_minutes` bucket
    form one blob (split at `max_records_per_blob`); contentCreated = bucket end + seconds;
-   T1 = bucket start; contentExpiration = T1 + 7 d (or 14 d at `expiration_14d_rate`) (§5.3, §5.6).
+   T1 = bucket start; contentExpiration = T1 + 7 d (or 14 d at `expiration_14d_rate`) ("Content lifetime",
+   "Content and page identifiers").
 4. Quirks: records shuffled inside a blob; a record repeated in its blob or re-delivered in a later
-   blob (§5.5); now and then a separate late blob whose events are days old (§5.2).
+   blob ("Duplicates"); now and then a separate late blob whose events are days old ("Latency").
 
 Record bodies are built and serialised per blob and then dropped, so 250,000 records cost only
 their JSON bytes in memory.
@@ -54,16 +56,16 @@ class Realism:
     diurnal: bool = True  # working-hours and weekday shape of the event rate
     blob_interval_minutes: float = 5.0  # aggregation bucket of one blob
     max_records_per_blob: int = 2000
-    latency_median_minutes: float = 12.0  # event → available (§5.2: "minutes typical")
+    latency_median_minutes: float = 12.0  # event → available ("Latency": minutes typical)
     latency_sigma: float = 0.8
     latency_tail_rate: float = 0.03  # share of events delayed 1 h … latency_tail_hours
     latency_tail_hours: float = 8.0
-    duplicate_within_blob_rate: float = 0.005  # a record repeated inside its blob (§5.5)
-    duplicate_across_blobs_rate: float = 0.01  # a record re-delivered in a later blob (§5.5)
-    late_blobs_per_day: float = 0.5  # per content type: blobs whose events are days old (§5.2)
+    duplicate_within_blob_rate: float = 0.005  # a record repeated inside its blob ("Duplicates")
+    duplicate_across_blobs_rate: float = 0.01  # a record re-delivered in a later blob ("Duplicates")
+    late_blobs_per_day: float = 0.5  # per content type: blobs whose events are days old ("Latency")
     late_blob_days: tuple[float, float] = (1.0, 4.0)
     late_blob_records: int = 25
-    expiration_14d_rate: float = 0.0  # blobs whose contentExpiration is T1 + 14 d (§5.3)
+    expiration_14d_rate: float = 0.0  # blobs whose contentExpiration is T1 + 14 d ("Content lifetime")
     quirks: Quirks = field(default_factory=Quirks)
 
     @classmethod
@@ -256,9 +258,9 @@ class Generator:
         r, rng, stats = self.realism, self.rng, self.stats
         if r.duplicate_within_blob_rate > 0:
             copies = [record for record in records if rng.random() < r.duplicate_within_blob_rate]
-            records.extend(copies)  # the same dict → byte-identical JSON, as observed (§5.5)
+            records.extend(copies)  # the same dict → byte-identical JSON, as observed ("Duplicates")
             stats.duplicates_within_blob += len(copies)
-        rng.shuffle(records)  # §3.6: records inside a blob are not in time order
+        rng.shuffle(records)  # "Ordering": records inside a blob are not in time order
         t1 = datetime.fromtimestamp(bucket_start, UTC)
         for offset in range(0, len(records), max(r.max_records_per_blob, 1)):
             chunk = records[offset:offset + r.max_records_per_blob]
@@ -279,7 +281,7 @@ class Generator:
 
 
 def _record_time(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))  # §2.1: no fraction, no suffix
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))  # "Timestamps": no fraction, no suffix
 
 
 def generate_blobs(tenant_id: str, start: datetime, end: datetime, records_per_hour: float = 500.0,

@@ -1,4 +1,5 @@
-"""Timestamp formats the Management Activity API reads and writes (reference §2.1, §3.5, §5.6).
+"""Timestamp formats the Management Activity API reads and writes (docs/api-behaviour.md "Timestamps", "Paging",
+"Content and page identifiers").
 
 Each format is used in exactly one place by the real service, so each has its own function:
 request parameters are lenient, server output is fixed-width.
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# §2.1: documented YYYY-MM-DD, YYYY-MM-DDTHH:MM, YYYY-MM-DDTHH:MM:SS; observed: fractions (up to 7
+# "Timestamps": documented YYYY-MM-DD, YYYY-MM-DDTHH:MM, YYYY-MM-DDTHH:MM:SS; observed: fractions (up to 7
 # digits, as in server-made NextPageUri values) and a trailing Z or a numeric offset.
 _API_TIME = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
@@ -44,29 +45,29 @@ def utc(value: datetime) -> datetime:
 
 
 def to_millis(value: datetime) -> datetime:
-    """Truncate to milliseconds: the API shows contentCreated/contentExpiration with 3 digits (§2.1)."""
+    """Truncate to milliseconds: the API shows contentCreated/contentExpiration with 3 digits ("Timestamps")."""
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def content_time(value: datetime) -> str:
-    """contentCreated / contentExpiration / notificationSent: `2023-10-16T00:56:46.231Z` (§2.1)."""
+    """contentCreated / contentExpiration / notificationSent: `2023-10-16T00:56:46.231Z` ("Timestamps")."""
     value = utc(value)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def page_time(value: datetime) -> str:
-    """startTime/endTime inside a server-made NextPageUri: 7 fractional digits and Z (§3.5)."""
+    """startTime/endTime inside a server-made NextPageUri: 7 fractional digits and Z ("Paging")."""
     value = utc(value)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond:06d}0Z"
 
 
 def record_time(value: datetime) -> str:
-    """Record CreationTime: `YYYY-MM-DDTHH:MM:SS`, UTC, no fraction, no suffix (§2.1, §8.1)."""
+    """Record CreationTime: `YYYY-MM-DDTHH:MM:SS`, UTC, no fraction, no suffix ("Timestamps", "Common fields")."""
     return utc(value).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def id_stamp(value: datetime, extra: int) -> str:
-    """The 23-digit stamp of content ids: yyyyMMddHHmmssfff + 6 more digits (§5.6)."""
+    """The 23-digit stamp of content ids: yyyyMMddHHmmssfff + 6 more digits ("Content and page identifiers")."""
     value = utc(value)
     return value.strftime("%Y%m%d%H%M%S") + f"{value.microsecond // 1000:03d}{extra % 1_000_000:06d}"
 

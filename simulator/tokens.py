@@ -1,4 +1,4 @@
-"""Access tokens the simulated Entra issues and the simulated API accepts (reference §1.3).
+"""Access tokens the simulated Entra issues and the simulated API accepts (docs/api-behaviour.md "Tokens").
 
 Real tokens are RS256 JWTs signed by Entra; here they are HS256 with a per-simulator key, which keeps
 the same claims (aud, tid, roles, exp, appid …) and lets the API reject forged or stale tokens.

@@ -11,9 +11,9 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"  # §2: every API response
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"  # docs/api-behaviour.md "Request conventions": every API response
 
-# §4: message templates as Microsoft's error table words them ({0}, {1} filled by `af_error`).
+# "Error codes": message templates as Microsoft's error table words them ({0}, {1} filled by `af_error`).
 AF_MESSAGES: dict[str, str] = {
     "AF10001": "The permission set ({0}) sent in the request did not include the expected permission {1}.",
     "AF20001": "Missing parameter: {0}.",
@@ -26,7 +26,7 @@ AF_MESSAGES: dict[str, str] = {
     "AF20020": "The specified content type is not valid.",
     "AF20021": "The webhook endpoint {{{0}) could not be validated. {1}",  # sic: the docs' unbalanced brace
     "AF20022": "No subscription found for the specified content type.",
-    # §3.3 observed text after stop→start; admin disablement uses the documented "by {0}" form.
+    # "Stopping a subscription": observed text after stop→start; admin disablement uses the documented "by {0}" form.
     "AF20023": "The subscription was disabled.",
     "AF20024": "The subscription is already enabled. No property change.",
     "AF20030": (
@@ -39,7 +39,7 @@ AF_MESSAGES: dict[str, str] = {
     "AF20052": "Content ID {0} in the URL is invalid.",
     "AF20053": "Only one language may be present in the Accept-Language header.",
     "AF20054": "Invalid syntax in Accept-Language header.",
-    # §3.5: the observed body keeps the double space in "prior to  end time" and appends both times.
+    # "Listing windows": the observed body keeps the double space in "prior to  end time" and appends both times.
     "AF20055": (
         "Start time and end time must both be specified (or both omitted) and must be less than or equal to "
         "24 hours apart, with the start time prior to  end time and start time no more than 7 days in the past. "
@@ -49,7 +49,7 @@ AF_MESSAGES: dict[str, str] = {
     "AF50000": "An internal error occurred. Retry the request.",
 }
 
-# HTTP status per code (§4): observed where known, else the simulator's documented choice.
+# HTTP status per code ("Error codes"): observed where known, else the simulator's documented choice.
 AF_STATUS: dict[str, int] = {
     "AF10001": 403,  # unconfirmed (401/403); knob af10001_status
     "AF20050": 400,  # unconfirmed (400/404); knob af20050_status
@@ -57,12 +57,12 @@ AF_STATUS: dict[str, int] = {
     "AF50000": 500,
 }
 
-UNAUTHORIZED_BODY = {"Message": "Authorization has been denied for this request."}  # §4 non-envelope failures
+UNAUTHORIZED_BODY = {"Message": "Authorization has been denied for this request."}  # "Error codes": failures without the envelope
 
 
 @dataclass
 class Request:
-    """One HTTP request as handlers see it. Query names are lower-cased (§2: case-insensitive)."""
+    """One HTTP request as handlers see it. Query names are lower-cased ("Request conventions": case-insensitive)."""
 
     method: str
     path: str  # percent-decoded path, no query
@@ -111,13 +111,13 @@ def af_message(code: str, *args: object) -> str:
 
 def af_error(code: str, *args: object, status: int | None = None, message: str | None = None,
              headers: list[tuple[str, str]] | None = None) -> Response:
-    """The activity feed's error envelope (§4): {"error":{"code":..., "message":...}}."""
+    """The activity feed's error envelope ("Error codes"): {"error":{"code":..., "message":...}}."""
     body = {"error": {"code": code, "message": message if message is not None else af_message(code, *args)}}
     return json_response(status or AF_STATUS.get(code, 400), body, headers)
 
 
 def unauthorized() -> Response:
-    """§4: missing/invalid/expired bearer token → 401, WWW-Authenticate: Bearer, ASP.NET body."""
+    """"Error codes": missing/invalid/expired bearer token → 401, WWW-Authenticate: Bearer, ASP.NET body."""
     return json_response(401, UNAUTHORIZED_BODY, [("WWW-Authenticate", "Bearer")])
 
 

@@ -1,4 +1,5 @@
-"""subscriptions/content (listing, windows, paging) and GET audit/{contentId} (reference §3.5, §3.6, §12.4)."""
+"""subscriptions/content (listing, windows, paging) and GET audit/{contentId} (docs/api-behaviour.md "Listing windows",
+"Paging", "Content blobs", "Window rules")."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_listing_entries_have_the_documented_shape(sim: Simulator, api: Api):
     assert set(item) == {"contentType", "contentId", "contentUri", "contentCreated", "contentExpiration"}
     assert item["contentUri"] == f"{api.server.base_url}/api/v1.0/{TENANT}/activity/feed/audit/{content_id}"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", item["contentCreated"])
-    # §5.6 anatomy: {T1}${T2}$audit_exchange$Audit_Exchange${region}; T2 starts with contentCreated
+    # "Content and page identifiers": {T1}${T2}$audit_exchange$Audit_Exchange${region}; T2 starts with contentCreated
     t1, t2, lower, upper, region = content_id.split("$")
     assert (lower, upper, region) == ("audit_exchange", "Audit_Exchange", "na0017")
     assert len(t1) == len(t2) == 23
@@ -188,7 +189,7 @@ def test_content_type_is_validated(api: Api, content_type: str | None, code: str
 
 def test_unknown_query_parameters_are_ignored(sim: Simulator, api: Api):
     add(sim, 1)
-    # §2: an HTML-escaped "&amp;startTime=" is just an unknown name: the default window applies.
+    # "Request conventions": an HTML-escaped "&amp;startTime=" is just an unknown name: the default window applies.
     url = f"{api.root}/subscriptions/content?contentType=Audit.Exchange&amp;startTime=2020-01-01"
     assert len(api.get(url).json()) == 1
 

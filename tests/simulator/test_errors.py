@@ -1,5 +1,5 @@
 """Authentication, tenant and permission errors, throttling, random and scripted faults, and the
-validation order of reference §12.3; plus the headers every answer carries and the request log."""
+validation order of docs/api-behaviour.md "Check order"; plus the headers every answer carries and the request log."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_expired_token_is_401(api: Api, clock: FakeClock):
 
 
 def test_token_for_another_audience_is_401(sim: Simulator, api: Api):
-    # §1.1: the scope must follow the API host; a GCC token does not open the commercial API.
+    # "Clouds and hosts": the scope must follow the API host; a GCC token does not open the commercial API.
     response = api.session.post(f"{api.server.base_url}/{TENANT}/oauth2/v2.0/token", data={
         "grant_type": "client_credentials", "client_id": CLIENT, "client_secret": "test-secret",
         "scope": "https://manage-gcc.office.com/.default"})
@@ -84,7 +84,7 @@ def test_token_without_activity_feed_read_is_af10001(sim: Simulator, api: Api):
 def test_throttling_per_publisher_identifier(sim: Simulator, api: Api):
     sim.set(throttle_limit_per_min=3, throttle_window_seconds=0.5, throttle_retry_after=30)
     publisher = str(uuid.uuid4())
-    # Any case of the parameter name counts against the same key (§2).
+    # Any case of the parameter name counts against the same key ("PublisherIdentifier").
     statuses = [api.get("subscriptions/list", **{name: publisher}).status_code
                 for name in ("PublisherIdentifier", "publisherIdentifier", "PUBLISHERIDENTIFIER", "publisheridentifier")]
     assert statuses == [200, 200, 200, 403]

@@ -1,4 +1,4 @@
-"""subscriptions/start, stop, list (reference §3.1, §3.3, §3.4) and the stop → gap rule."""
+"""subscriptions/start, stop, list (docs/api-behaviour.md "Subscriptions") and the stop → gap rule."""
 
 from __future__ import annotations
 

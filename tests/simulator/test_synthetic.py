@@ -1,4 +1,4 @@
-"""The synthetic tenant: record shapes per workload (§7–§9), quirks, duplicates, latency, determinism."""
+"""The synthetic tenant: record shapes per workload (docs/api-behaviour.md "Record schema"), quirks, duplicates, latency, determinism."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_every_record_has_the_common_schema(tenant):
     _, _, blobs = tenant
     for blob, records in blobs:
         for record in records:
-            assert CREATION.match(record["CreationTime"]), record["CreationTime"]  # §2.1: no Z, no fraction
+            assert CREATION.match(record["CreationTime"]), record["CreationTime"]  # "Timestamps": no Z, no fraction
             assert record["OrganizationId"] == TENANT
             assert isinstance(record["RecordType"], int) and isinstance(record["UserType"], int)
             assert record["Version"] == 1 and record["Id"] and record["Operation"] and record["Workload"]
@@ -73,13 +73,13 @@ def test_workload_shapes_and_quirks(tenant):
     directory = [r for r in records if r["RecordType"] == 8]
     assert {"Add user.", "Update user."} <= {r["Operation"] for r in directory}
     assert all(isinstance(p, dict) and {"Name", "NewValue", "OldValue"} <= set(p) for r in directory for p in r["ModifiedProperties"])
-    assert any(r["ClientIP"] is None for r in directory)  # §8.1: null for some Entra events
+    assert any(r["ClientIP"] is None for r in directory)  # "Common fields": null for some Entra events
 
     mail = by_op[(50, "MailItemsAccessed")]
     assert mail and all(r["ClientInfoString"] and r["ClientIPAddress"] for r in mail)
     assert all(r["OriginatingServer"].endswith("\r\n") for r in mail)
     updates = by_op[(2, "Update")]
-    assert updates and all(all(isinstance(p, str) for p in r["ModifiedProperties"]) for r in updates)  # §8.5 list of strings
+    assert updates and all(all(isinstance(p, str) for p in r["ModifiedProperties"]) for r in updates)  # "Normalization pitfalls": list of strings
 
     admin = [r for r in records if r["RecordType"] == 1]
     assert {r["ResultStatus"] for r in admin} == {"True", "False"}
@@ -139,7 +139,7 @@ def test_records_are_out_of_order_and_latency_is_realistic(tenant):
     lags = sorted((blob.content_created - datetime.fromisoformat(r["CreationTime"] + "+00:00")).total_seconds() / 60
                   for blob, records in blobs if blob.content_type != "DLP.All" for r in records)
     median = lags[len(lags) // 2]
-    assert 5 < median < 60  # minutes typical (§5.2)
+    assert 5 < median < 60  # minutes typical ("Latency")
     assert lags[int(len(lags) * 0.99)] > 60  # a tail of hours
 
 
