@@ -38,7 +38,7 @@ TENANT = "5f1c2a3b-0000-4000-8000-00000000beef"
 
 
 def billed_entity_bytes(entity: dict[str, Any]) -> int:
-    """Azure Table storage's billed size of an entity (cost-anchors §4): 4 + 2·len(PK+RK) + Σ properties.
+    """Azure Table storage's billed size of an entity (docs/storage-facts.md "Billed entity size"): 4 + 2·len(PK+RK) + Σ properties.
 
     A property costs 8 + 2·len(name) plus its value: String 4 + 2·chars, Binary 4 + bytes, Int32 4,
     Int64/Double 8, Bool 1.
