@@ -1,11 +1,14 @@
-"""The raw archive: each content blob exactly as the API returned it, gzip, written once."""
+"""The raw archive: each content blob exactly as the API returned it, gzip, written once.
+
+The archive owns its blob names (keys.archive_blob_name, docs/architecture.md "Archive"): callers
+hand it the ContentRef; the index and the ledger store the name `name(ref)` gives them.
+"""
 
 from __future__ import annotations
 
 import gzip
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -13,6 +16,7 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from . import keys
 from .errors import NotFoundError
+from .models import ContentRef
 from .normalize import record_id as id_of  # a record without Id has a derived one
 from .timeutil import format_iso
 
@@ -42,8 +46,13 @@ class RawArchive:
             if exc.status_code != 403:
                 raise
 
-    def put(self, content_type: str, content_id: str, content_created: datetime, body: bytes, records: int) -> Archived:
-        name = keys.archive_blob_name(content_type, content_id, content_created)
+    @staticmethod
+    def name(ref: ContentRef) -> str:
+        """The blob that holds `ref`'s content (deterministic: every retry finds the same one)."""
+        return keys.archive_blob_name(ref.content_type, ref.content_id, ref.content_created)
+
+    def put(self, ref: ContentRef, body: bytes, records: int) -> Archived:
+        name = self.name(ref)
         data = gzip.compress(body, compresslevel=6, mtime=0)  # mtime=0: a retry writes identical bytes
         blob = self.container.get_blob_client(name)
         try:
@@ -52,9 +61,9 @@ class RawArchive:
                 overwrite=False,  # write-once; under a WORM policy an overwrite would fail anyway
                 content_settings=ContentSettings(content_type="application/json", content_encoding="gzip"),
                 metadata={
-                    "contenttype": content_type,
-                    "contentid": content_id.encode("ascii", "backslashreplace").decode(),
-                    "contentcreated": format_iso(content_created),
+                    "contenttype": ref.content_type,
+                    "contentid": ref.content_id.encode("ascii", "backslashreplace").decode(),
+                    "contentcreated": format_iso(ref.content_created),
                     "records": str(records),
                 },
             )
@@ -62,8 +71,11 @@ class RawArchive:
             return Archived(name, False, len(data))
         return Archived(name, True, len(data))
 
-    def read(self, name: str) -> bytes:
-        """The original response body (un-gzipped)."""
+    def read(self, ref: ContentRef) -> bytes:
+        """The original response body of `ref` (un-gzipped); NotFoundError if it was never archived."""
+        return self._read(self.name(ref))
+
+    def _read(self, name: str) -> bytes:
         try:
             # decompress=False: we want the stored bytes and gunzip them ourselves, the same way
             # against Azure and Azurite.
@@ -73,7 +85,7 @@ class RawArchive:
         return gzip.decompress(data)
 
     def records(self, name: str) -> list[dict[str, Any]]:
-        body = json.loads(self.read(name))
+        body = json.loads(self._read(name))
         return body if isinstance(body, list) else [body]
 
     def record(self, name: str, position: int, record_id: str) -> dict[str, Any]:

@@ -9,10 +9,14 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from .errors import AuthError, CollectorError, ConfigError, FatalApiError
+
+if TYPE_CHECKING:
+    from .bootstrap import Services
 
 EXIT_CONFIG = 2
 EXIT_AUTH = 3
@@ -20,16 +24,16 @@ EXIT_API = 4
 EXIT_PARTIAL = 1
 
 
-def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+def _progress(quiet: bool) -> Callable[[str], None]:
     def say(line: str) -> None:
         if not quiet:
             print(f"[{datetime.now(UTC):%H:%M:%S}] {line}", file=sys.stderr, flush=True)
     return say
 
 
-def run_cycle(services, *, workers: int, quiet: bool) -> bool:  # type: ignore[no-untyped-def]
+def run_cycle(services: Services, *, workers: int, quiet: bool) -> bool:
     """One full cycle in-process: list and queue, then drain the queue with the queue function's code."""
-    from .collect import drain
+    from .drain import drain
 
     say = _progress(quiet)
     services.ensure_storage()
@@ -50,6 +54,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from .settings import Settings
 
     services = Services(Settings.from_env())
+    services.api  # noqa: B018 - build it now: a missing credential fails at once (exit 2), before any storage request
     ok = run_cycle(services, workers=args.workers, quiet=args.quiet)
     while args.interval:
         time.sleep(args.interval)
@@ -68,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
     from .settings import Settings
 
-    services = Services(Settings.from_env(require_api=False))
+    services = Services(Settings.from_env())
     serve(services, host=args.host, port=args.port)
     return 0
 
@@ -77,9 +82,9 @@ def cmd_replay_poison(args: argparse.Namespace) -> int:
     from .bootstrap import Services
     from .settings import Settings
 
-    services = Services(Settings.from_env(require_api=False))
+    services = Services(Settings.from_env())
     moved = services.queue.replay_poison(limit=args.limit)
-    print(f"moved {moved} message(s) from {services.queue.poison.queue_name} back to {services.queue.name}")
+    print(f"moved {moved} message(s) from {services.queue.poison_name} back to {services.queue.name}")
     return 0
 
 
@@ -90,7 +95,7 @@ def cmd_prune_index(args: argparse.Namespace) -> int:
     if not (len(args.before) == 7 and args.before[4] == "-" and args.before.replace("-", "").isdigit()):
         raise ConfigError([f"--before must be a month as YYYY-MM, got {args.before!r}"])
     cutoff = args.before.replace("-", "")
-    services = Services(Settings.from_env(require_api=False))
+    services = Services(Settings.from_env())
     months = [m for m in services.index.months() if m < cutoff]
     for month in months:
         if args.dry_run:

@@ -26,18 +26,18 @@ from azure.data.tables import UpdateMode
 
 from . import keys
 from .errors import IndexFormatError
-from .models import AuditEntry
+from .models import AuditEntry, View
 from .tables import TableClients
 from .timeutil import format_record_time
 
 log = logging.getLogger(__name__)
 
-BATCH_LIMIT = 100  # entity group transaction: ≤ 100 operations, one partition (cost-anchors §4)
+BATCH_LIMIT = 100  # entity group transaction: ≤ 100 operations, one partition (docs/storage-facts.md)
 MAX_TEXT = 1024  # `object` and `userAgent` are cut here in the index; the raw record is complete
 TABLE_CACHE_SECONDS = 30.0  # how long a scan trusts its list of day tables
 
 # Every index entity keeps its payload in one Edm.Binary property `d` holding a compact UTF-8 JSON
-# array. Billed size (cost-anchors §4, the Storage team's formula): a String costs 4 bytes plus 2
+# array. Billed size (docs/storage-facts.md "Billed entity size"): a String costs 4 bytes plus 2
 # per character (UTF-16) and every property another 8 bytes plus 2 per character of its name; a
 # Binary costs 4 bytes plus 1 per byte. Ten short string properties cost about twice one binary
 # array of the same text, and the index is the main running cost. The first element is the
@@ -115,7 +115,7 @@ def entry_from_entity(order_key: str, entity: dict[str, Any], tenant_id: str) ->
     )
 
 
-def entities_for(item: IndexItem, tenant_id: str) -> list[tuple[str, dict[str, Any]]]:
+def entities_for(item: IndexItem, tenant_id: str) -> list[tuple[View, dict[str, Any]]]:
     """The four entities of one record as (view, entity)."""
     entry = item.entry
     order = keys.order_key(item.when, entry.id, entry.organizationId, tenant_id)
@@ -124,10 +124,10 @@ def entities_for(item: IndexItem, tenant_id: str) -> list[tuple[str, dict[str, A
     op_hash = keys.value_hash(entry.operation)
     record_key = order[10:]  # kid + org suffix
     return [
-        ("t", {"PartitionKey": keys.hour_partition(item.when), "RowKey": order, PAYLOAD: payload}),
-        ("u", {"PartitionKey": keys.shard(user_hash), "RowKey": user_hash + order, PAYLOAD: payload}),
-        ("o", {"PartitionKey": keys.shard(op_hash), "RowKey": op_hash + order, PAYLOAD: payload}),
-        ("i", {"PartitionKey": keys.id_partition(record_key), "RowKey": record_key,
+        (View.TIME, {"PartitionKey": keys.hour_partition(item.when), "RowKey": order, PAYLOAD: payload}),
+        (View.USER, {"PartitionKey": keys.shard(user_hash), "RowKey": user_hash + order, PAYLOAD: payload}),
+        (View.OPERATION, {"PartitionKey": keys.shard(op_hash), "RowKey": op_hash + order, PAYLOAD: payload}),
+        (View.ID, {"PartitionKey": keys.id_partition(record_key), "RowKey": record_key,
                PAYLOAD: _pack([item.blob, item.position])}),
     ]
 
@@ -135,7 +135,7 @@ def entities_for(item: IndexItem, tenant_id: str) -> list[tuple[str, dict[str, A
 def plan_batches(items: Iterable[IndexItem], prefix: str, tenant_id: str) -> list[tuple[str, list[dict[str, Any]]]]:
     """The transactions that index `items`: (table, ≤ 100 entities of one partition) each.
 
-    Duplicates (the same record twice in a blob, §5.5) collapse onto one key first: a transaction
+    Duplicates (the same record twice in a blob: docs/api-behaviour.md "Duplicates") collapse onto one key first: a transaction
     may not touch the same entity twice.
     """
     groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
@@ -165,14 +165,14 @@ class AuditIndex:
         self.prefix = prefix
         self.tenant_id = tenant_id
         self.writers = writers
-        self._listing: dict[str, tuple[float, set[str]]] = {}
+        self._listing: dict[View, tuple[float, set[str]]] = {}
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- writing
 
     def ensure_table(self, name: str) -> None:
         self.clients.create(name)
-        view, day = name[len(self.prefix)], name[len(self.prefix) + 1:]
+        view, day = View(name[len(self.prefix)]), name[len(self.prefix) + 1:]
         with self._lock:
             if view in self._listing:
                 self._listing[view][1].add(day)
@@ -197,7 +197,7 @@ class AuditIndex:
 
     # ---------------------------------------------------------------- reading
 
-    def tables(self, view: str, *, refresh: bool = False) -> set[str]:
+    def tables(self, view: View, *, refresh: bool = False) -> set[str]:
         """Days (yyyyMMdd) that have a table of `view`, from a listing cached for TABLE_CACHE_SECONDS."""
         now = time.monotonic()
         cached = self._listing.get(view)
@@ -211,7 +211,7 @@ class AuditIndex:
 
     def scan(
         self,
-        view: str,
+        view: View,
         start: datetime,
         end: datetime,
         *,
@@ -219,15 +219,15 @@ class AuditIndex:
         after: str | None = None,
         page_size: int = 1000,
     ) -> Iterator[Hit]:
-        """Rows of `view` ("t" time, "u" user, "o" operation) with start <= time < end, newest first.
+        """Rows of `view` (time, user or operation) with start <= time < end, newest first.
 
         `value` is the user or operation (compared case-insensitively through its hash key);
         `after` resumes strictly after a previous Hit.key. Rows come lazily, page by page, one day
         table after the other (days without a table are skipped).
         """
-        if view not in ("t", "u", "o"):
-            raise ValueError(f"unknown view {view!r}")
-        if view != "t" and value is None:
+        if view not in (View.TIME, View.USER, View.OPERATION):
+            raise ValueError(f"unknown view {view!r}")  # the id view is for point reads, not scans
+        if view != View.TIME and value is None:
             raise ValueError("user and operation scans need a value")
         first_second = math.ceil(start.timestamp())
         last_second = math.ceil(end.timestamp()) - 1  # time < end, at second resolution
@@ -275,18 +275,18 @@ class AuditIndex:
 
     def months(self) -> list[str]:
         """Months (yyyyMM) that have index tables, newest first."""
-        return sorted({day[:6] for day in self.tables("i", refresh=True)}, reverse=True)
+        return sorted({day[:6] for day in self.tables(View.ID, refresh=True)}, reverse=True)
 
     def locate(self, record_id: str) -> tuple[str, int] | None:
         """(archive blob, position) of a record by its Id: point reads of the id tables, newest day first."""
         key = keys.kid(record_id)
         if not key:
             return None
-        days = sorted(self.tables("i", refresh=True), reverse=True)
+        days = sorted(self.tables(View.ID, refresh=True), reverse=True)
         partition = keys.id_partition(key)
 
         def probe(day: str) -> tuple[str, int] | None:
-            table = self.clients.get(keys.table_name(self.prefix, "i", day))
+            table = self.clients.get(keys.table_name(self.prefix, View.ID, day))
             try:
                 entity = table.get_entity(partition, key)
             except ResourceNotFoundError:
@@ -300,7 +300,7 @@ class AuditIndex:
                         return found
         # Another organization's record with the same Id carries an `_org` suffix (dedupe key).
         for day in days:
-            table = self.clients.get(keys.table_name(self.prefix, "i", day))
+            table = self.clients.get(keys.table_name(self.prefix, View.ID, day))
             for entity in table.query_entities("RowKey gt @low and RowKey lt @high",
                                                parameters={"low": key + "_", "high": key + "`"}):
                 return location_from_entity(entity)

@@ -10,14 +10,16 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 
+from .models import View
+
 INV_BASE = 9_999_999_999
 # Partitions per view and day for the user, operation and id views. Writes batch per partition
 # (≤ 100 entities), so fewer partitions mean fuller batches; more partitions keep each one small
-# (Azurite's upsert scans the whole partition) and give Azure 2,000 entities/s each (cost-anchors
-# §4). Reads never span shards: a user, an operation or an id always maps to exactly one.
+# (Azurite's upsert scans the whole partition) and give Azure 2,000 entities/s each
+# (docs/storage-facts.md "Partition and account throughput"). Reads never span shards: a user, an operation or an id always maps to exactly one.
 SHARDS = 4
 HASH_LEN = 16
-VIEWS = ("t", "u", "o", "i")
+VIEWS: tuple[View, ...] = tuple(View)  # t, u, o, i: every view has a table per day
 
 # Characters Table keys may not hold (plus `%`, our escape, and `_`, our org separator); blob
 # names get the same treatment so a contentId is always one path segment.
@@ -94,7 +96,7 @@ def month_of(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y%m")
 
 
-def table_name(prefix: str, view: str, day: str) -> str:
+def table_name(prefix: str, view: View, day: str) -> str:
     """`{prefix}{view}{yyyyMMdd}`: one table per view and day of event time."""
     return f"{prefix}{view}{day}"
 

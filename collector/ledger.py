@@ -1,7 +1,8 @@
 """The ledger: what happened to each content blob (queued, done, expired, missing, failed).
 
-It makes re-listing the overlap harmless (a blob already queued is not queued again) and feeds
-/api/health. One table per day of `contentCreated`; content lives 7 days, so tables older than
+It makes re-listing the overlap harmless (a blob already queued is not queued again) and answers
+/api/health's questions (`summaries`). The one-letter columns are this module's own business
+(docs/architecture.md, "Collector state"); nobody else reads them. One table per day of `contentCreated`; content lives 7 days, so tables older than
 LEDGER_DAYS are dropped whole (one call, no per-entity deletes).
 
 Field ownership avoids lost updates without ETags: the listing writes only `c` and `q`; the
@@ -11,7 +12,8 @@ processor writes `s`, `d`, `n`, `b`, `e`. Both merge, so neither overwrites the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,14 +21,34 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from . import keys
-from .models import ContentRef
+from .models import ContentRef, LedgerStatus
 from .tables import TableClients
-from .timeutil import format_iso
+from .timeutil import format_iso, parse_time
 
 log = logging.getLogger(__name__)
 
 LEDGER_DAYS = 9
-STATUSES = ("queued", "done", "expired", "missing", "failed")
+TRANSACTION_LIMIT = 100  # entity group transaction: at most 100 operations
+
+
+@dataclass(frozen=True)
+class FailedContent:
+    """A content blob whose last attempt failed (its message went to the poison queue)."""
+
+    content_id: str
+    error: str  # the last attempt's error, "" if none was recorded
+    failed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LedgerSummary:
+    """What the ledger knows about one content type over its span (LEDGER_DAYS of contentCreated)."""
+
+    content_type: str
+    records_indexed: int = 0  # records of the blobs marked done at or after `since`
+    expired_or_missing: int = 0  # blobs the API no longer had (or never had) and that were never archived
+    # In the ledger's scan order: newest contentCreated day first, then by contentId.
+    failed: tuple[FailedContent, ...] = field(default=())
 
 
 class Ledger:
@@ -73,21 +95,20 @@ class Ledger:
             groups.setdefault(name, []).append(("upsert", entity, {"mode": UpdateMode.MERGE}))
         for name, operations in groups.items():
             table = self._table_named(name)
-            for i in range(0, len(operations), 100):
-                table.submit_transaction(operations[i:i + 100])
+            for i in range(0, len(operations), TRANSACTION_LIMIT):
+                table.submit_transaction(operations[i:i + TRANSACTION_LIMIT])
 
-    def status(self, ref: ContentRef) -> str | None:
+    def status(self, ref: ContentRef) -> LedgerStatus | None:
         try:
             row = self._table(ref.content_created).get_entity(ref.content_type, keys.escape_key(ref.content_id))
         except ResourceNotFoundError:
             return None
-        return str(row.get("s") or "queued")
+        return LedgerStatus(row.get("s") or LedgerStatus.QUEUED)  # the listing writes no `s`
 
-    def mark(self, ref: ContentRef, status: str, now: datetime, *, records: int | None = None,
+    def mark(self, ref: ContentRef, status: LedgerStatus, now: datetime, *, records: int | None = None,
              blob: str | None = None, error: str | None = None) -> None:
-        assert status in STATUSES
         entity: dict[str, Any] = {"PartitionKey": ref.content_type, "RowKey": keys.escape_key(ref.content_id),
-                                  "s": status, "d": format_iso(now)}
+                                  "s": status.value, "d": format_iso(now)}
         if records is not None:
             entity["n"] = records
         if blob is not None:
@@ -96,17 +117,35 @@ class Ledger:
             entity["e"] = error[:1000]
         self._table(ref.content_created).upsert_entity(entity, mode=UpdateMode.MERGE)
 
-    def recent(self, now: datetime, days: int = LEDGER_DAYS) -> list[dict[str, Any]]:
-        """Every ledger row of the last `days` days (for health), with its content type."""
-        rows: list[dict[str, Any]] = []
-        for offset in range(days):
+    def summaries(self, now: datetime, *, since: datetime) -> dict[str, LedgerSummary]:
+        """Per content type (only those with settled blobs): records indexed since `since`, blobs
+        expired or missing, and failed blobs with their last error, over the last LEDGER_DAYS days."""
+        totals: dict[str, tuple[int, int, list[FailedContent]]] = {}
+        for row in self._settled_rows(now):
+            content_type = str(row["PartitionKey"])
+            indexed, lost, failed = totals.get(content_type, (0, 0, []))
+            status = LedgerStatus(row["s"])
+            done_at = _time(row.get("d"))
+            if status is LedgerStatus.DONE and done_at is not None and done_at >= since:
+                indexed += int(row.get("n") or 0)
+            elif status in (LedgerStatus.EXPIRED, LedgerStatus.MISSING):
+                lost += 1
+            elif status is LedgerStatus.FAILED:
+                failed.append(FailedContent(keys.unescape_key(str(row["RowKey"])), str(row.get("e") or ""), done_at))
+            totals[content_type] = (indexed, lost, failed)
+        return {content_type: LedgerSummary(content_type, indexed, lost, tuple(failed))
+                for content_type, (indexed, lost, failed) in totals.items()}
+
+    def _settled_rows(self, now: datetime) -> Iterator[dict[str, Any]]:
+        """Every row with a status of the last LEDGER_DAYS days, newest day first."""
+        for offset in range(LEDGER_DAYS):
             name = keys.ledger_table(self.prefix, now - timedelta(days=offset))
             try:
-                rows.extend(self.clients.get(name).query_entities(
-                    "s ne @queued", parameters={"queued": "queued"}, select=["PartitionKey", "s", "d", "n", "e"]))
+                yield from self.clients.get(name).query_entities(
+                    "s ne @queued", parameters={"queued": LedgerStatus.QUEUED.value},
+                    select=["PartitionKey", "RowKey", "s", "d", "n", "e"])
             except ResourceNotFoundError:
-                continue
-        return rows
+                continue  # no content was created that day (or it was pruned)
 
     def prune(self, now: datetime) -> list[str]:
         """Drop ledger tables older than LEDGER_DAYS."""
@@ -118,3 +157,7 @@ class Ledger:
                 self.clients.delete(name)
                 dropped.append(name)
         return dropped
+
+
+def _time(value: Any) -> datetime | None:
+    return parse_time(str(value)) if value else None

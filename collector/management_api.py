@@ -1,4 +1,4 @@
-"""Client of the Office 365 Management Activity API (reference §2-§6), on `requests`.
+"""Client of the Office 365 Management Activity API (docs/api-behaviour.md), on `requests`.
 
 Owns URLs, PublisherIdentifier, NextPageUri paging, error classification (one function), retries
 within the caller's deadline, and host pinning: the bearer token goes to the configured API host
@@ -40,7 +40,8 @@ CONNECT_TIMEOUT = 10.0
 MAX_BACKOFF = 60.0
 MAX_PAGES = 10_000  # a listing that never ends is a server bug (coe-starter-kit #3390): stop, don't spin
 
-# AF codes → what a client can do about them (reference §4). Unknown codes with 5xx are transient.
+# AF codes → what a client can do about them (docs/api-behaviour.md "Error codes"). Unknown codes
+# with 5xx are transient.
 _TRANSIENT = {"AF429", "AF50000", "AF50005", "AF50006"}
 _SUBSCRIPTION = {"AF20022", "AF20023"}  # no subscription / disabled: start it, retry
 _WINDOW = {"AF20030", "AF20055", "AF20031"}  # window refused (clock skew?) / bad nextPage: re-list
@@ -129,12 +130,14 @@ class ManagementApiClient:
             self._request("POST", f"{self.root}/subscriptions/start", params={"contentType": content_type},
                           deadline=deadline, json_body={})
         except FatalApiError as exc:
-            # AF20024 "The subscription is already enabled. No property change." is success (§3.1).
+            # AF20024 "The subscription is already enabled. No property change." is success
+            # (docs/api-behaviour.md "Starting a subscription").
             if exc.code != "AF20024":
                 raise
 
     def list_content(self, content_type: str, window: Window, deadline: float | None = None) -> list[ContentRef]:
-        """Every content blob of a window, following NextPageUri until the header is absent (§3.5)."""
+        """Every content blob of a window, following NextPageUri until the header is absent
+        (docs/api-behaviour.md "Paging")."""
         url = f"{self.root}/subscriptions/content"
         params: dict[str, str] | None = {
             "contentType": content_type,
@@ -160,7 +163,8 @@ class ManagementApiClient:
         return refs
 
     def fetch_content(self, content_uri: str, deadline: float | None = None) -> bytes:
-        """The content blob's body: a JSON array of records (§3.6). 404 without a code = gone."""
+        """The content blob's body: a JSON array of records (docs/api-behaviour.md "Content blobs").
+        404 without a code = gone."""
         try:
             return self._request("GET", content_uri, deadline=deadline).content
         except FatalApiError as exc:
@@ -185,7 +189,8 @@ class ManagementApiClient:
 
     def _params_for(self, url: str, params: dict[str, str] | None) -> dict[str, str]:
         merged = dict(params or {})
-        # PublisherIdentifier on every request, content GETs and NextPageUri included (§2): the
+        # PublisherIdentifier on every request, content GETs and NextPageUri included
+        # (docs/api-behaviour.md "PublisherIdentifier"): the
         # server's NextPageUri drops it and lower-cases names, so compare names case-insensitively.
         present = {name.lower() for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
         if "publisheridentifier" not in present:
@@ -226,7 +231,8 @@ class ManagementApiClient:
                     error = FatalApiError(f"unexpected redirect {response.status_code} from {_short(url)}",
                                           status=response.status_code)
                 elif response.status_code == 401 and not refreshed:
-                    # The token was refused (expired, revoked): refresh once, then give up (§11.1).
+                    # The token was refused (expired, revoked): refresh once, then give up
+                    # (docs/api-behaviour.md "Tokens").
                     refreshed = True
                     attempt = 1
                     log.info("api.token_refresh after 401 from %s", _short(url))
@@ -244,8 +250,8 @@ class ManagementApiClient:
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, MAX_BACKOFF)
-        # Exponential back-off with full jitter.
-        return min(MAX_BACKOFF, self.backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        # Exponential back-off with jitter (2.0, not 2: int ** int is typed Any, it may be a fraction).
+        return min(MAX_BACKOFF, self.backoff_base * 2.0 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
     def _read_timeout(self, deadline: float | None) -> float:
         if deadline is None:

@@ -38,6 +38,11 @@ class Outcome(StrEnum):
     EXPIRED = "expired"  # the API no longer has it and it was never archived
     MISSING = "missing"  # the API does not know it (404 / AF20050) and it was never archived
 
+    def __repr__(self) -> str:
+        # Reports print their outcome counts as a dict ("outcomes {'indexed': 3}" in the CLI's
+        # cycle line); the bare value keeps that output as it was when outcomes were plain strings.
+        return repr(self.value)
+
 
 class LedgerStatus(StrEnum):
     """A content blob's status in the ledger (column `s`)."""

@@ -1,7 +1,7 @@
-"""Raw audit record → the twelve normalized fields of the index (pure logic, reference §8).
+"""Raw audit record → the twelve normalized fields of the index (pure logic, docs/normalization.md).
 
-Records are schema-drifting JSON: fields may be missing, typed differently per workload, or hold
-IPs with ports and brackets (§8.5). Normalization never rejects a record: the raw archive keeps
+Records are schema-drifting JSON (docs/api-behaviour.md "Record schema"): fields may be missing,
+typed differently per workload, or hold IPs with ports and brackets ("Normalization pitfalls"). Normalization never rejects a record: the raw archive keeps
 every byte, and the index gets the best reading we can make.
 """
 
@@ -34,7 +34,7 @@ _HOST_PORT = re.compile(r"^([^:\s]+):\d+$")
 
 
 def normalize_ip(value: Any) -> str:
-    """`[2001:db8::5]:443` → `2001:db8::5`, `203.0.113.7:5123` → `203.0.113.7` (§8.5)."""
+    """`[2001:db8::5]:443` → `2001:db8::5`, `203.0.113.7:5123` → `203.0.113.7` ("Normalization pitfalls")."""
     text = _text(value)
     if not text:
         return ""

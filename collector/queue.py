@@ -19,17 +19,26 @@ MESSAGE_TTL_SECONDS = 7 * 24 * 3600
 
 
 class ContentQueue:
+    """The work queue and its poison queue `<name>-poison` (the Functions host's naming)."""
+
     def __init__(self, service: QueueServiceClient, name: str) -> None:
         codec: dict[str, Any] = {
             "message_encode_policy": TextBase64EncodePolicy(),
             "message_decode_policy": TextBase64DecodePolicy(),
         }
-        self.name = name
-        self.queue = service.get_queue_client(name, **codec)
-        self.poison = service.get_queue_client(f"{name}-poison", **codec)
+        self._work = service.get_queue_client(name, **codec)
+        self._poison = service.get_queue_client(f"{name}-poison", **codec)
+
+    @property
+    def name(self) -> str:
+        return self._work.queue_name
+
+    @property
+    def poison_name(self) -> str:
+        return self._poison.queue_name
 
     def ensure(self) -> None:
-        for client in (self.queue, self.poison):
+        for client in (self._work, self._poison):
             try:
                 client.create_queue()
             except ResourceExistsError:
@@ -39,31 +48,32 @@ class ContentQueue:
                     raise
 
     def send(self, ref: ContentRef) -> None:
-        self.queue.send_message(ref.encode(), time_to_live=MESSAGE_TTL_SECONDS)
+        self._work.send_message(ref.encode(), time_to_live=MESSAGE_TTL_SECONDS)
 
     def receive(self, count: int, visibility_timeout: int) -> list[QueueMessage]:
-        return list(self.queue.receive_messages(messages_per_page=count, max_messages=count,
+        return list(self._work.receive_messages(messages_per_page=count, max_messages=count,
                                                 visibility_timeout=visibility_timeout))
 
     def delete(self, message: QueueMessage) -> None:
-        self.queue.delete_message(message)
+        self._work.delete_message(message)
 
     def retry_later(self, message: QueueMessage, seconds: int) -> None:
-        self.queue.update_message(message, visibility_timeout=seconds)
+        self._work.update_message(message, visibility_timeout=seconds)
 
     def to_poison(self, message: QueueMessage) -> None:
         """What the Functions host does after maxDequeueCount failures: move it to <queue>-poison."""
-        self.poison.send_message(message.content, time_to_live=-1)
-        self.queue.delete_message(message)
+        self._poison.send_message(message.content, time_to_live=-1)
+        self._work.delete_message(message)
 
     def depth(self) -> int:
-        return _if_exists(lambda: int(self.queue.get_queue_properties().approximate_message_count or 0), 0)
+        return _if_exists(lambda: int(self._work.get_queue_properties().approximate_message_count or 0), 0)
 
     def poison_depth(self) -> int:
-        return _if_exists(lambda: int(self.poison.get_queue_properties().approximate_message_count or 0), 0)
+        return _if_exists(lambda: int(self._poison.get_queue_properties().approximate_message_count or 0), 0)
 
     def peek_poison(self, count: int = 32) -> list[dict[str, Any]]:
-        messages = _if_exists(lambda: list(self.poison.peek_messages(max_messages=min(count, 32))), [])
+        messages: list[QueueMessage] = _if_exists(
+            lambda: list(self._poison.peek_messages(max_messages=min(count, 32))), [])
         result = []
         for message in messages:
             try:
@@ -76,12 +86,12 @@ class ContentQueue:
         """Move poison messages back to the work queue (after fixing the cause)."""
         moved = 0
         while moved < limit:
-            batch = list(self.poison.receive_messages(max_messages=min(32, limit - moved), visibility_timeout=60))
+            batch = list(self._poison.receive_messages(max_messages=min(32, limit - moved), visibility_timeout=60))
             if not batch:
                 break
             for message in batch:
-                self.queue.send_message(message.content, time_to_live=MESSAGE_TTL_SECONDS)
-                self.poison.delete_message(message)
+                self._work.send_message(message.content, time_to_live=MESSAGE_TTL_SECONDS)
+                self._poison.delete_message(message)
                 moved += 1
         return moved
 

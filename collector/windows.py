@@ -1,4 +1,4 @@
-"""Which content-listing windows a run asks for (pure logic, reference §3.5, §5.1, §11.3).
+"""Which content-listing windows a run asks for (pure logic; docs/api-behaviour.md "Listing windows").
 
 The API lists content by `contentCreated` (availability), in windows of at most 24 h that start no
 more than 7 days ago. Each run re-lists an overlap before its checkpoint, because content becomes
@@ -15,7 +15,7 @@ from .models import Window
 MAX_WINDOW = timedelta(hours=24)
 RETENTION = timedelta(days=7)
 # Stay clear of the 7-day edge: the request may wait in a queue or the clocks may disagree (peers
-# clamp to 167 h 55 m or 6.99 days, reference §3.5 and §10.5).
+# clamp to 167 h 55 m or 6.99 days: docs/api-behaviour.md "Listing windows").
 RETENTION_SAFETY = timedelta(minutes=10)
 
 

@@ -89,11 +89,11 @@ class _Recorder:
         self.indexed: list[Any] = []
 
     def process(self, body: bytes | str, dequeue_count: int = 1) -> Any:
-        from collector.collect import parse_message
+        from collector.models import ContentRef
 
         result = self.processor.process(body, dequeue_count)
         if result.outcome == "indexed":
-            self.indexed.append(parse_message(body))
+            self.indexed.append(ContentRef.decode(body))
         return result
 
 
@@ -125,7 +125,7 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
 
     from collector import keys
     from collector.bootstrap import Services
-    from collector.collect import drain
+    from collector.drain import drain
     from collector.index import IndexItem, plan_batches
     from collector.normalize import normalize_record
     from collector.settings import Settings
@@ -185,7 +185,7 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
             # duplicates included), read back from the archive, untimed.
             entities: list[tuple[str, dict[str, Any]]] = []
             for ref in recorder.indexed:
-                name = keys.archive_blob_name(ref.content_type, ref.content_id, ref.content_created)
+                name = services.archive.name(ref)
                 items = []
                 for position, record in enumerate(services.archive.records(name)):
                     entry, when = normalize_record(record, ref.content_type, ref.content_created)

@@ -36,7 +36,7 @@ class World:
     def services(self, **overrides: str) -> Services:
         settings = Settings.from_env({**self.env, **overrides})
         api = ManagementApiClient(settings, build_token_provider(settings), clock=self.clock, backoff_base=0.01)
-        services = Services(settings, clock=self.clock, overrides={"api": api})
+        services = Services(settings, clock=self.clock, api=api)
         services.ensure_storage()
         return services
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
 from collector.cli import run_cycle
-from collector.collect import drain
+from collector.drain import drain
 from collector.errors import UntrustedUrlError
-from collector.health import health_report
 from collector.index import AuditIndex
-from collector.models import ContentRef
+from collector.models import ContentRef, View
+from collector.windows import RETENTION, RETENTION_SAFETY
 
 from .conftest import START, TENANT, World, record
 
@@ -21,7 +22,7 @@ DAY = timedelta(days=1)
 
 
 def all_hits(services, start=START - 8 * DAY, end=START + 8 * DAY):
-    return list(services.index.scan("t", start, end))
+    return list(services.index.scan(View.TIME, start, end))
 
 
 def cycle(services) -> bool:
@@ -60,7 +61,7 @@ def test_af20022_during_listing_starts_the_subscription_and_retries(world: World
     assert len(all_hits(services)) == 1
 
 
-def test_three_day_backfill_spans_several_windows(world: World):
+def test_first_run_backfills_seven_days_in_daily_windows(world: World):
     for day in range(3):
         for hour in range(0, 24, 6):
             created = START - timedelta(days=day, hours=hour, minutes=1)  # end is exclusive: "now" is next run
@@ -71,8 +72,14 @@ def test_three_day_backfill_spans_several_windows(world: World):
 
     assert cycle(services)
 
-    windows = {(r.query["starttime"], r.query["endtime"]) for r in world.api_requests("content_list") if "starttime" in r.query}
-    assert len(windows) >= 3  # ≤ 24 h each, over the whole 7-day backfill
+    windows = sorted({(r.query["starttime"], r.query["endtime"]) for r in world.api_requests("content_list")
+                      if "starttime" in r.query and "nextpage" not in r.query})
+    # The default first-run backfill is the API's whole 7 days (COLLECT_INITIAL_LOOKBACK_HOURS=168),
+    # less the safety margin at the 7-day edge: 7 windows of ≤ 24 h, gapless, ending now.
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    first = START - RETENTION + RETENTION_SAFETY
+    edges = [first + n * DAY for n in range(7)] + [START]
+    assert windows == [(a.strftime(fmt), b.strftime(fmt)) for a, b in pairwise(edges)]
     assert len(all_hits(services)) == 3 * 4 * 2
     state = services.state.load("Audit.Exchange")
     assert state.cursor == START and state.last_error == ""
@@ -124,7 +131,7 @@ def test_duplicates_within_and_across_blobs_become_one_entry_each(world: World):
 
     ids = [h.entry.id for h in all_hits(services)]
     assert sorted(ids) == sorted({a["Id"], b["Id"], c["Id"]})
-    for view, value in (("u", a["UserId"]), ("o", "FileAccessed")):
+    for view, value in ((View.USER, a["UserId"]), (View.OPERATION, "FileAccessed")):
         hits = list(services.index.scan(view, START - DAY, START, value=value))
         assert len(hits) == len({h.key for h in hits})
 
@@ -139,7 +146,7 @@ def test_a_late_blob_with_three_day_old_records_is_indexed_at_its_event_time(wor
     world.sim.add_blob("Audit.SharePoint", world.clock.now() - timedelta(minutes=1), [record(2, old)])
     assert cycle(services)
 
-    late = [h.entry for h in services.index.scan("t", old - timedelta(minutes=1), old + timedelta(minutes=1))]
+    late = [h.entry for h in services.index.scan(View.TIME, old - timedelta(minutes=1), old + timedelta(minutes=1))]
     assert [e.id for e in late] == [record(2, old)["Id"]]
     assert late[0].time == old.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert services.state.load("Audit.SharePoint").cursor == world.clock.now()  # availability time, not event time
@@ -186,7 +193,7 @@ def test_expired_content_is_skipped_and_counted(world: World):
     assert [h.entry.id for h in all_hits(services)] == [record(2, START)["Id"]]
     statuses = [r.status for r in world.api_requests("content_get") if blob.content_id in r.path]
     assert statuses.count(400) == 1 and set(statuses) <= {400, 401}  # AF20051 once, not retried (401: token aged with the clock)
-    report = health_report(services, now=world.clock.now())
+    report = services.health.report()  # the world's clock
     sharepoint = next(t for t in report["contentTypes"] if t["contentType"] == "Audit.SharePoint")
     assert sharepoint["expiredContentSkipped"] == 1
     assert sharepoint["recordsIndexedLast24h"] == 1
@@ -251,7 +258,7 @@ def test_a_message_that_always_fails_lands_on_the_poison_queue_and_in_health(wor
     assert result.poisoned == 1
     assert services.queue.poison_depth() == 1
     assert json.loads(json.dumps(services.queue.peek_poison()))[0]["contentId"] == blob.content_id
-    report = health_report(services, now=world.clock.now())
+    report = services.health.report()  # the world's clock
     assert report["poisonQueue"]["approximateMessages"] == 1
     sharepoint = next(t for t in report["contentTypes"] if t["contentType"] == "Audit.SharePoint")
     assert sharepoint["poisonMessages"] == 1 and "AF20052" in sharepoint["lastError"]
@@ -306,7 +313,7 @@ def test_health_reports_each_content_type(world: World):
     world.sim.add_blob("Audit.SharePoint", START - timedelta(hours=1), [record(1, START - timedelta(hours=1))])
     services = world.services()
     assert cycle(services)
-    report = health_report(services, now=world.clock.now())
+    report = services.health.report()  # the world's clock
     assert report["status"] == "ok"
     by_type = {t["contentType"]: t for t in report["contentTypes"]}
     assert set(by_type) == {"Audit.SharePoint", "Audit.Exchange"}

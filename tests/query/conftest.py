@@ -11,6 +11,7 @@ import pytest
 from collector.api import Api
 from collector.bootstrap import Services
 from collector.index import IndexItem
+from collector.models import ContentRef
 from collector.query import QueryService
 from collector.settings import Settings
 from tests.clock import FakeClock
@@ -50,7 +51,8 @@ def dataset(azurite) -> Iterator[Dataset]:
     items = []
     for n in range(0, len(rows), 25):
         chunk = rows[n:n + 25]
-        archived = services.archive.put("Audit.General", f"blob-{n:04d}", chunk[0].when, blob_body(chunk), len(chunk))
+        ref = ContentRef("Audit.General", f"blob-{n:04d}", "", chunk[0].when, chunk[0].when)  # the archive needs no uri/expiry
+        archived = services.archive.put(ref, blob_body(chunk), len(chunk))
         items += [IndexItem(row.entry, row.when, archived.name, position) for position, row in enumerate(chunk)]
     services.index.write(items)
     yield Dataset(rows, env, services)

@@ -10,7 +10,7 @@ import urllib.parse
 import pytest
 
 from collector.api import Api, Response, csv_chunks
-from collector.models import FIELDS
+from collector.models import FIELDS, ContentRef
 from tests.query.data import NOW, TENANT, index_view, oracle
 from tests.query.test_query_service import WIDE, WIDE_END, WIDE_START, key_of
 
@@ -195,7 +195,7 @@ def test_raw_record_with_a_lone_surrogate_escape_is_still_json(dataset, api):
 
     when = datetime(2023, 6, 1, 12, tzinfo=UTC)  # outside every range the other tests query
     body = b'[{"Id": "surrogate-0001", "UserId": "weird@contoso.com", "Note": "\\ud800 and \\u00e9"}]'
-    archived = dataset.services.archive.put("Audit.General", "surrogate-blob", when, body, 1)
+    archived = dataset.services.archive.put(ContentRef("Audit.General", "surrogate-blob", "", when, when), body, 1)
     entry = replace(dataset.rows[0].entry, id="surrogate-0001", user="weird@contoso.com", time="2023-06-01T12:00:00Z")
     dataset.services.index.write([IndexItem(entry, when, archived.name, 0)])
     response = get(api, "audit/surrogate-0001")
