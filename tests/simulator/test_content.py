@@ -12,7 +12,7 @@ import pytest
 
 from simulator import Simulator
 
-from .conftest import NOW, TENANT, Api, FakeClock, error_code
+from .helpers import NOW, TENANT, Api, FakeClock, error_code
 
 FMT = "%Y-%m-%dT%H:%M:%S"
 

@@ -13,7 +13,7 @@ import requests
 
 from simulator import Simulator
 
-from .conftest import CLIENT, NOW, TENANT, Api, FakeClock, error_code
+from .helpers import CLIENT, NOW, SECRET, TENANT, Api, FakeClock, error_code
 
 UNAUTHORIZED = {"Message": "Authorization has been denied for this request."}
 
@@ -42,7 +42,7 @@ def test_expired_token_is_401(api: Api, clock: FakeClock):
 def test_token_for_another_audience_is_401(sim: Simulator, api: Api):
     # "Clouds and hosts": the scope must follow the API host; a GCC token does not open the commercial API.
     response = api.session.post(f"{api.server.base_url}/{TENANT}/oauth2/v2.0/token", data={
-        "grant_type": "client_credentials", "client_id": CLIENT, "client_secret": "test-secret",
+        "grant_type": "client_credentials", "client_id": CLIENT, "client_secret": SECRET,
         "scope": "https://manage-gcc.office.com/.default"})
     token = response.json()["access_token"]
     assert_unauthorized(api.session.get(f"{api.root}/subscriptions/list", headers={"Authorization": f"Bearer {token}"}))

@@ -14,7 +14,7 @@ import requests
 
 from simulator import Simulator, SimulatorServer, make_client_certificate
 
-from .conftest import CLIENT, SECRET, TENANT, Api
+from .helpers import CLIENT, SECRET, TENANT, Api
 
 SCOPE = ["https://manage.office.com/.default"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from simulator import Simulator
 
-from .conftest import NOW, TENANT, Api, FakeClock, error_code
+from .helpers import NOW, TENANT, Api, FakeClock, error_code
 
 
 @pytest.fixture

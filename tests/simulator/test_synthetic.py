@@ -14,7 +14,7 @@ from collector.settings import CONTENT_TYPES
 from simulator import Simulator, synthetic
 from simulator.live import LiveFeed
 
-from .conftest import NOW, TENANT, FakeClock
+from .helpers import NOW, TENANT, FakeClock
 
 START = datetime(2024, 5, 6, 0, 0, tzinfo=UTC)
 END = datetime(2024, 5, 9, 0, 0, tzinfo=UTC)  # 3 days, a Monday to Thursday
