@@ -7,53 +7,14 @@ scenario, a crash injected through our own AuditIndex class.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from collector.auth import build_token_provider
-from collector.bootstrap import Services
-from collector.management_api import ManagementApiClient
-from collector.settings import Settings
 from simulator import Simulator, SimulatorServer
 from tests.clock import FakeClock
 
-TENANT = "7f3c1e2a-4b5d-4c6e-8f90-1a2b3c4d5e6f"
-CLIENT = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
-SECRET = "simulated-client-secret"
-START = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
-
-
-@dataclass
-class World:
-    sim: Simulator
-    server: SimulatorServer
-    clock: FakeClock
-    env: dict[str, str]
-
-    def services(self, **overrides: str) -> Services:
-        settings = Settings.from_env({**self.env, **overrides})
-        api = ManagementApiClient(settings, build_token_provider(settings), clock=self.clock, backoff_base=0.01)
-        services = Services(settings, clock=self.clock, api=api)
-        services.ensure_storage()
-        return services
-
-    def api_requests(self, operation: str | None = None) -> list[Any]:
-        """Requests to the Management Activity API itself (not the identity endpoints)."""
-        return [r for r in self.sim.requests if "/activity/feed/" in r.path and (operation is None or r.operation == operation)]
-
-
-def record(i: int, when: datetime, **extra: Any) -> dict[str, Any]:
-    base = {
-        "Id": f"00000000-0000-4000-8000-{i:012d}", "CreationTime": when.strftime("%Y-%m-%dT%H:%M:%S"),
-        "Operation": "FileAccessed", "OrganizationId": TENANT, "RecordType": 6, "UserType": 0, "Version": 1,
-        "Workload": "SharePoint", "UserId": f"user{i % 5}@contoso.com", "ClientIP": "203.0.113.7:5123",
-        "ObjectId": f"https://contoso.sharepoint.com/sites/x/doc{i}.docx", "UserAgent": "Mozilla/5.0",
-    }
-    base.update(extra)
-    return base
+from .world import CLIENT, SECRET, START, TENANT, World
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from collector.errors import AuthError, ConfigError
 from collector.settings import Settings
 from simulator import make_client_certificate
 
-from .conftest import START, World, record
+from .world import START, World, record
 
 
 def collect_one(world: World, **env: str) -> int:
@@ -61,7 +61,7 @@ def test_managed_identity_tokens_are_cached_per_process(tmp_path, monkeypatch: p
     # past would make every token look expired to msal.
     from simulator import Simulator, SimulatorServer
 
-    from .conftest import TENANT
+    from .world import TENANT
 
     client_id = str(uuid.uuid4())
     sim = Simulator(TENANT, subscribed=True)

@@ -12,7 +12,7 @@ import pytest
 
 from simulator import Simulator, SimulatorServer
 
-from .conftest import CLIENT, SECRET, TENANT, record
+from .world import CLIENT, SECRET, TENANT, record
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ from collector.index import AuditIndex
 from collector.models import ContentRef, View
 from collector.windows import RETENTION, RETENTION_SAFETY
 
-from .conftest import START, TENANT, World, record
+from .world import START, TENANT, World, record
 
 DAY = timedelta(days=1)
 
