@@ -23,7 +23,7 @@ param functionAppName string = ''
 
 // ---------------------------------------------------------------- Parameters: Management Activity API
 
-@description('Optional. Microsoft 365 tenant ID to collect from (M365_TENANT_ID); defaults to the tenant of this subscription.')
+@description('Optional. Microsoft 365 tenant ID to collect from (M365_TENANT_ID); defaults to the tenant of this subscription. With m365AuthMode managed_identity it must stay tenant().tenantId: a managed identity cannot get a token for another tenant (the deployment fails otherwise).')
 param m365TenantId string = tenant().tenantId
 
 @description('Optional. Management API authentication (M365_AUTH): certificate in Key Vault (recommended), client secret in Key Vault, or the app\'s managed identity with the ActivityFeed.Read app role (infra/grant-activityfeed-permission.sh).')

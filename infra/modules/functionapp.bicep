@@ -47,7 +47,7 @@ param keyVaultName string
 @description('Required. Name of the Key Vault certificate or secret with the Management API credential (unused for managed_identity).')
 param m365CredentialName string
 
-@description('Required. Microsoft 365 tenant ID (M365_TENANT_ID).')
+@description('Required. Microsoft 365 tenant ID (M365_TENANT_ID). With m365AuthMode managed_identity it must be tenant().tenantId, the tenant of this deployment and of its managed identity.')
 param m365TenantId string
 
 @description('Optional. App registration client ID for the certificate and secret modes (M365_CLIENT_ID); ignored for managed_identity.')
@@ -113,6 +113,10 @@ var storageSuffix = environment().suffixes.storage
 // the deployment with the message inside int().
 var m365ClientIdChecked = m365AuthMode != 'managed_identity' && empty(m365ClientId) ? string(int('m365ClientId (the app registration client ID) is required when m365AuthMode is certificate or secret.')) : m365ClientId
 var queryAuthClientIdChecked = queryAuthEnabled && empty(queryAuthClientId) ? string(int('queryAuthClientId is required when queryAuthEnabled is true.')) : queryAuthClientId
+// A managed identity gets tokens only from its own tenant (the tenant this deployment runs in, where
+// identity.bicep creates it), and the Management API refuses a token whose tenant differs from the
+// one in its URL (AF20010): collecting from another tenant needs an app registration there.
+var m365TenantIdChecked = m365AuthMode == 'managed_identity' && toLower(m365TenantId) != toLower(tenant().tenantId) ? string(int('m365TenantId must be the tenant of this deployment (tenant().tenantId) when m365AuthMode is managed_identity: a managed identity cannot get a token for another tenant. Use certificate or secret mode with an app registration in the Microsoft 365 tenant.')) : m365TenantId
 
 // Functions host storage (AzureWebJobsStorage) by identity: no connection string, no key.
 var hostStorageSettings = {
@@ -139,7 +143,7 @@ var bindingSettings = {
 
 // Read by collector/settings.py (Settings.from_env).
 var collectorSettings = {
-  M365_TENANT_ID: m365TenantId
+  M365_TENANT_ID: m365TenantIdChecked
   M365_CLIENT_ID: m365AuthMode == 'managed_identity' ? identityClientId : m365ClientIdChecked
   M365_AUTH: m365AuthMode
   M365_CLOUD: m365Cloud

@@ -125,3 +125,30 @@ def test_installed_msal_accepts_a_certificate_without_thumbprint() -> None:
     header = json.loads(base64.urlsafe_b64decode(entra.assertions[0].split(".")[0] + "=="))
     expected = base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA256())).rstrip(b"=").decode()
     assert str(header.get("x5t#S256", "")).rstrip("=") == expected, header  # msal keeps the base64 padding
+
+
+def _table_rows(text: str, code: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("|") and code in line.split("|")[1]]
+
+
+def test_tenant_errors_follow_the_management_api_reference() -> None:
+    # Office 365 Management Activity API reference, "Errors": AF20011 = tenant does not exist or was
+    # deleted, AF20012 = tenant incorrectly configured. Audit logging off shows up as
+    # "...DataServiceException: Tenant <id> does not exist" (the API's FAQs and troubleshooting page).
+    text = (ROOT / "docs" / "tenant-setup.md").read_text(encoding="utf-8")
+    for code, message in (("AF20011", "does not exist in the system or has been deleted"),
+                          ("AF20012", "is incorrectly configured in the system")):
+        rows = _table_rows(text, code)
+        assert rows and all(message in row for row in rows), f"{code}: {rows}"
+        assert not any("audit" in row.lower() for row in rows), f"{code} is not the audit-off error: {rows}"
+    audit_off = _table_rows(text, "DataServiceException: Tenant")
+    assert audit_off and "audit logging is off" in audit_off[0]
+    section_1 = text.split("## 2.")[0]
+    assert "does not exist" in section_1 and not re.search(r"or `AF20012`", section_1)
+
+
+def test_managed_identity_tenant_is_documented() -> None:
+    for name in ("deploy.md", "tenant-setup.md"):
+        text = " ".join((ROOT / "docs" / name).read_text(encoding="utf-8").split())
+        assert "tenant().tenantId" in text, name
+        assert re.search(r"managed identity (belongs .{0,120} and )?cannot get a token for (any )?other tenant", text), name

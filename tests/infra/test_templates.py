@@ -224,3 +224,22 @@ def test_no_flex_consumption_site_sets_ftps_state() -> None:
         code = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("//")]
         assert not [line for line in code if "ftpsState" in line], f"{path.name} sets ftpsState"
     assert flex_files == 1
+
+
+def test_managed_identity_mode_collects_from_the_identity_tenant_only() -> None:
+    # A managed identity cannot get a token for another tenant, and the Management API refuses a
+    # token whose tenant is not the one in its URL (AF20010): in managed_identity mode M365_TENANT_ID
+    # must be the deployment's tenant, where identity.bicep creates the identity.
+    main = parse(INFRA / "main.bicep")["parameters"]["m365TenantId"]
+    assert main["default"] == {"operator": {"type": "property_accessor", "operands": {
+        "operand_1": {"function": {"type": "tenant"}}, "operand_2": "tenantId"}}}
+    assert "managed_identity" in main["decorators"][0]["argument"]
+    text = (MODULES / "functionapp.bicep").read_text()
+    check = re.search(r"^var m365TenantIdChecked = (.*)$", text, re.M)
+    assert check, "functionapp.bicep has no m365TenantIdChecked"
+    assert re.match(r"m365AuthMode == 'managed_identity' && toLower\(m365TenantId\) != toLower\(tenant\(\)\.tenantId\) "
+                    r"\? string\(int\('m365TenantId must be .*'\)\) : m365TenantId$", check.group(1)), check.group(1)
+    variables = parse(MODULES / "functionapp.bicep")["variables"]
+    assert variables["collectorSettings"]["value"]["M365_TENANT_ID"] == "m365TenantIdChecked"
+    described = parse(MODULES / "functionapp.bicep")["parameters"]["m365TenantId"]["decorators"][0]["argument"]
+    assert "managed_identity" in described and "tenant().tenantId" in described
