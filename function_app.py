@@ -18,11 +18,13 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
 # ------------------------------------------------------------------ collection
-# run_on_startup stays off: it would also fire on every scale-out and wake-up (cost-anchors §5).
+# run_on_startup stays off: it would also fire on every scale-out and wake-up, each a full listing run
+# (Microsoft's "Timer trigger for Azure Functions", runOnStartup: use with caution, rarely if ever in production).
 @app.timer_trigger(schedule="%COLLECT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def collect_audit_logs(timer: func.TimerRequest) -> None:
     if timer.past_due:
-        logging.getLogger("collector").warning("collect.past_due: the previous schedule was missed")
+        logging.getLogger("collector").warning("collect.past_due: the previous schedule was missed",
+                                               extra={"function": "collect_audit_logs"})
     bootstrap.services().listing.run()
 
 
@@ -42,8 +44,8 @@ from collector import api  # noqa: E402 - this section's own import, kept with t
 # QUERY_MAX_EXPORT_ROWS and api.FUNCTION_EXPORT_SECONDS; truncation is signalled in the body and
 # the X-AuditKeep-Truncated header).
 def _query_api() -> api.Api:
-    return api.Api(lambda: bootstrap.services(require_api=False), stream=False,
-                   export_seconds=api.FUNCTION_EXPORT_SECONDS)
+    # The routes never touch the Management Activity API client, so they run without its credentials.
+    return api.Api(bootstrap.services, stream=False, export_seconds=api.FUNCTION_EXPORT_SECONDS)
 
 
 def _http_response(response: api.Response) -> func.HttpResponse:

@@ -13,19 +13,19 @@ import io
 import json
 import logging
 import re
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import health
-from .errors import ConfigError, NotFoundError, QueryError
+from .errors import ConfigError, NotFoundError, QueryError, shown
 from .models import FIELDS, AuditEntry
-from .query import PASSTHROUGH, Export, QueryPlan, QueryService, param_pairs, shown
+from .query.params import PASSTHROUGH, QueryPlan
 
 if TYPE_CHECKING:
     from .bootstrap import Services
-    from .timeutil import Clock
+    from .query.service import Export, QueryService
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 Body = bytes | Iterable[bytes]
+# Query parameters as HTTP frameworks hand them over: a mapping (a list value for a repeated name) or pairs.
+HttpParams = Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]]
 
 
 @dataclass
@@ -65,11 +67,28 @@ class Response:
         """The whole body (joins a streamed one)."""
         return self.body if isinstance(self.body, bytes) else b"".join(self.body)
 
-    def json(self) -> Any:
+    def json(self) -> Any:  # json.loads gives Any
         return json.loads(self.read())
 
 
-def json_bytes(value: Any) -> bytes:
+def param_pairs(params: HttpParams) -> list[tuple[str, str]]:
+    """(name, value) pairs from a mapping (str or list values) or from pairs (repeats kept)."""
+    if isinstance(params, Mapping):
+        out: list[tuple[str, str]] = []
+        for name, value in params.items():
+            if isinstance(value, str):
+                out.append((name, value))
+            else:
+                out.extend((name, v) for v in value)
+        return out
+    return list(params)
+
+
+def _elapsed_ms(since: float) -> int:
+    return round((time.monotonic() - since) * 1000)
+
+
+def json_bytes(value: object) -> bytes:
     """Compact UTF-8 JSON; text with lone surrogates (possible in a raw record's escapes) falls back
     to \\u escapes, which are valid JSON, instead of failing."""
     try:
@@ -78,7 +97,7 @@ def json_bytes(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def json_response(status: int, value: Any, headers: Mapping[str, str] | None = None) -> Response:
+def json_response(status: int, value: object, headers: Mapping[str, str] | None = None) -> Response:
     body = json_bytes(value)
     return Response(status, {"Content-Type": JSON, "Cache-Control": "no-store", **(headers or {})}, body)
 
@@ -100,7 +119,7 @@ def api_root(url: str, route: str) -> str:
 # ---------------------------------------------------------------- body encoders (pure)
 
 
-def csv_cell(value: Any) -> str:
+def csv_cell(value: object) -> str:
     if value is None:
         return ""
     text = str(value)
@@ -127,7 +146,7 @@ def csv_chunks(entries: Iterable[AuditEntry], trailer: Iterable[str] = ()) -> It
     yield buffer.getvalue().encode("utf-8")
 
 
-def ndjson_chunks(entries: Iterable[AuditEntry], trailer: Iterable[dict[str, Any]] = ()) -> Iterator[bytes]:
+def ndjson_chunks(entries: Iterable[AuditEntry], trailer: Iterable[dict[str, object]] = ()) -> Iterator[bytes]:
     parts: list[bytes] = []
     size = 0
     for entry in entries:
@@ -142,12 +161,12 @@ def ndjson_chunks(entries: Iterable[AuditEntry], trailer: Iterable[dict[str, Any
     yield b"".join(parts)
 
 
-def truncation_note(export: Export, limit: int, next_url: str | None) -> dict[str, Any]:
+def truncation_note(export: Export, limit: int, next_url: str | None) -> dict[str, object]:
     """What a truncated export says about itself (the last NDJSON line; the last CSV row as text)."""
     why = (f"the export stopped at {export.rows} rows, the limit set by QUERY_MAX_EXPORT_ROWS ({limit})"
            if export.truncated == "limit" else
            f"the export stopped after {export.rows} rows to finish within the HTTP time limit")
-    note: dict[str, Any] = {"reason": export.truncated, "rows": export.rows, "message": why + "; more rows may follow"}
+    note: dict[str, object] = {"reason": export.truncated, "rows": export.rows, "message": why + "; more rows may follow"}
     if next_url:
         note["nextLink"] = next_url
     return note
@@ -173,15 +192,13 @@ class Api:
         *,
         stream: bool = True,
         export_seconds: float | None = None,
-        clock: Clock | None = None,
         query: QueryService | None = None,
     ) -> None:
         # A factory defers building Services (and any ConfigError) into the request, where it
-        # becomes a JSON 500 like every other failure.
+        # becomes a JSON 500 like every other failure. `query` replaces `services.query` (tests).
         self._services = services
         self.stream = stream
         self.export_seconds = export_seconds
-        self._clock = clock
         self._query = query
 
     @property
@@ -192,10 +209,7 @@ class Api:
 
     @property
     def query(self) -> QueryService:
-        if self._query is None:
-            services = self.services
-            self._query = QueryService.from_settings(services.index, services.settings, self._clock or services.clock)
-        return self._query
+        return self._query or self.services.query
 
     # -- dispatcher (serve)
 
@@ -203,7 +217,7 @@ class Api:
         self,
         method: str,
         route: str,
-        params: Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]],
+        params: HttpParams,
         headers: Mapping[str, str] | None = None,
         base_url: str = "",
     ) -> Response:
@@ -224,58 +238,66 @@ class Api:
 
     # -- routes
 
-    def audit(self, params: Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]], base_url: str) -> Response:
+    def audit(self, params: HttpParams, base_url: str) -> Response:
         """GET /api/audit: a JSON page, or a CSV/NDJSON export of every page."""
-        return self._guarded(lambda: self._audit(params, base_url))
+        return self._guarded("audit", lambda: self._audit(params, base_url))
 
     def record(self, record_id: str) -> Response:
         """GET /api/audit/{id}: the raw record exactly as archived."""
-        return self._guarded(lambda: self._record(record_id))
+        return self._guarded("audit/{id}", lambda: self._record(record_id))
 
     def health(self) -> Response:
-        """GET /api/health: collector.health.health_report(services)."""
-        return self._guarded(lambda: json_response(200, health.health_report(self.services)))
+        """GET /api/health: the services' HealthReporter."""
+        return self._guarded("health", lambda: json_response(200, self.services.health.report()))
 
     def openapi(self, base_url: str) -> Response:
         return openapi_response(base_url)
 
     # -- implementation
 
-    def _guarded(self, run: Any) -> Response:
+    def _guarded(self, route: str, run: Callable[[], Response]) -> Response:
+        """`route` is the route template (never the request's values) for the log's custom dimensions."""
         try:
-            return run()  # type: ignore[no-any-return]
+            return run()
         except QueryError as exc:
             return error_response(exc.status, exc.code, str(exc))
-        except ConfigError as exc:
-            log.error("api.config_error %s", exc)
+        except ConfigError as exc:  # its messages name settings, never their secret values
+            log.error("api.config_error %s", exc, extra={"route": route, "status": 500})
             return error_response(500, "ConfigurationError", str(exc))
         except Exception:
-            log.exception("api.failed")
+            log.exception("api.failed", extra={"route": route, "status": 500})
             return error_response(500, "InternalError", "the request failed on the server; see its log")
 
-    def _audit(self, params: Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]], base_url: str) -> Response:
+    def _audit(self, params: HttpParams, base_url: str) -> Response:
+        began = time.monotonic()
         pairs = param_pairs(params)
         plan = self.query.parse(pairs)
         passthrough = [(n, v) for n, v in pairs if n in PASSTHROUGH]
 
-        def link(key: str | None) -> str:
+        def link(key: str) -> str:
             query = urllib.parse.urlencode(plan.link_params(key) + passthrough, quote_via=urllib.parse.quote)
             return f"{base_url}/audit?{query}"
 
         if plan.format == "json":
             page = self.query.page(plan)
-            body: dict[str, Any] = {"value": [entry.as_dict() for entry in page.entries]}
+            body: dict[str, object] = {"value": [entry.as_dict() for entry in page.entries]}
             if page.next_key is not None:
                 body["@odata.nextLink"] = link(page.next_key)
-            log.info("query.served rows=%d scanned=%d next=%s", len(page.entries), page.scanned, page.next_key is not None)
+            log.info("query.served rows=%d scanned=%d next=%s", len(page.entries), page.scanned, page.next_key is not None,
+                     extra={"route": "audit", "status": 200, "format": "json", "rows": len(page.entries),
+                            "scanned": page.scanned, "next": page.next_key is not None, "duration_ms": _elapsed_ms(began)})
             return json_response(200, body)
-        return self._export(plan, link)
+        return self._export(plan, link, began)
 
-    def _export(self, plan: QueryPlan, link: Any) -> Response:
+    def _export(self, plan: QueryPlan, link: Callable[[str], str], began: float) -> Response:
         export = self.query.export(plan, seconds=None if self.stream else self.export_seconds)
         limit = self.query.max_export_rows
 
-        def note() -> dict[str, Any] | None:
+        def note() -> dict[str, object] | None:
+            """Evaluated once, after the last entry: the export's log line, and its truncation note."""
+            log.info("query.exported rows=%d truncated=%s", export.rows, export.truncated,
+                     extra={"route": "audit", "status": 200, "format": plan.format, "rows": export.rows,
+                            "scanned": export.scanned, "truncated": export.truncated, "duration_ms": _elapsed_ms(began)})
             if not export.truncated:
                 return None
             return truncation_note(export, limit, link(export.next_key) if export.next_key else None)
@@ -289,7 +311,7 @@ class Api:
             chunks = csv_chunks(export, csv_trailer())
             headers = {"Content-Type": CSV, "Content-Disposition": 'attachment; filename="audit.csv"'}
         else:
-            def ndjson_trailer() -> Iterator[dict[str, Any]]:
+            def ndjson_trailer() -> Iterator[dict[str, object]]:
                 found = note()
                 if found:
                     yield {"@truncated": found}
@@ -303,7 +325,6 @@ class Api:
                 headers["X-AuditKeep-Truncated"] = export.truncated
                 if export.next_key:
                     headers["Link"] = f'<{link(export.next_key)}>; rel="next"'
-            log.info("query.exported rows=%d truncated=%s", export.rows, export.truncated)
             return Response(200, headers, body)
         # Pull the first chunk now: a storage failure then becomes a JSON 500 instead of a broken stream.
         first = next(chunks)
@@ -325,7 +346,8 @@ class Api:
         try:
             raw = self.services.archive.record(blob, position, record_id)
         except NotFoundError:
-            log.error("api.raw_missing blob=%s position=%d", blob, position)
+            log.error("api.raw_missing blob=%s position=%d", blob, position,
+                      extra={"route": "audit/{id}", "status": 404, "blob": blob, "position": position})
             raise NotFoundError(f"audit record {shown(record_id, 100)} is indexed but its archive blob is missing") from None
         return json_response(200, raw)
 

@@ -16,7 +16,7 @@ import msal
 import requests
 
 from .errors import AuthError, ConfigError
-from .settings import Settings
+from .settings import ClientCertificate, ClientSecret, ManagedIdentity, Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def split_pem(pem: str) -> tuple[str, str]:
     return key, cert
 
 
-def _failure(result: dict[str, Any], what: str) -> AuthError:
+def _failure(result: dict[str, Any], what: str) -> AuthError:  # msal's result: JSON as Any
     description = str(result.get("error_description") or "").strip().splitlines()
     first = description[0] if description else "no description"
     correlation = result.get("correlation_id")
@@ -55,19 +55,22 @@ def _failure(result: dict[str, Any], what: str) -> AuthError:
 
 
 class MsalClientCredentialProvider:
-    """Client-credentials flow with a secret or a certificate (reference §1.3)."""
+    """Client-credentials flow with a secret or a certificate (Microsoft identity platform:
+    "Microsoft identity platform and the OAuth 2.0 client credentials flow")."""
 
-    def __init__(self, settings: Settings, http_client: requests.Session | None = None) -> None:
-        if settings.auth == "certificate":
-            assert settings.client_certificate is not None
-            key, cert = split_pem(settings.client_certificate.reveal())
+    def __init__(self, settings: Settings, tenant_id: str, credential: ClientSecret | ClientCertificate,
+                 http_client: requests.Session | None = None) -> None:
+        client_credential: str | dict[str, str]
+        if isinstance(credential, ClientCertificate):
+            key, cert = split_pem(credential.pem.reveal())
             # msal ≥ 1.35 derives the SHA-256 thumbprint (x5t#S256) from the public certificate.
-            credential: Any = {"private_key": key, "public_certificate": cert}
+            client_credential = {"private_key": key, "public_certificate": cert}
         else:
-            assert settings.client_secret is not None
-            credential = settings.client_secret.reveal()
+            client_credential = credential.secret.reveal()
         self._settings = settings
-        self._credential = credential
+        self._tenant_id = tenant_id
+        self._client_id = credential.client_id
+        self._credential = client_credential
         self._http_client = http_client
         self._scope = settings.scope
         self._lock = threading.Lock()
@@ -82,8 +85,8 @@ class MsalClientCredentialProvider:
         host = (urlsplit(settings.login_url).hostname or "").lower()
         try:
             self._app = msal.ConfidentialClientApplication(
-                settings.client_id,
-                authority=f"{settings.login_url}/{settings.tenant_id}",
+                self._client_id,
+                authority=f"{settings.login_url}/{self._tenant_id}",
                 client_credential=self._credential,
                 # Instance discovery asks Microsoft's hosts about the authority: only for Microsoft's
                 # own login hosts (a simulator or proxy would be refused).
@@ -116,10 +119,10 @@ class MsalClientCredentialProvider:
 class MsalManagedIdentityProvider:
     """The Function App's managed identity, granted ActivityFeed.Read as an app role (docs/deploy.md)."""
 
-    def __init__(self, settings: Settings, http_client: requests.Session | None = None) -> None:
-        client_id = settings.client_id or settings.managed_identity_client_id
-        identity: Any = (
-            msal.UserAssignedManagedIdentity(client_id=client_id) if client_id else msal.SystemAssignedManagedIdentity()
+    def __init__(self, settings: Settings, credential: ManagedIdentity, http_client: requests.Session | None = None) -> None:
+        identity: object = (
+            msal.UserAssignedManagedIdentity(client_id=credential.client_id) if credential.client_id
+            else msal.SystemAssignedManagedIdentity()
         )
         self._resource = settings.scope.removesuffix("/.default")
         self._lock = threading.Lock()
@@ -142,17 +145,9 @@ class MsalManagedIdentityProvider:
 
 
 def build_token_provider(settings: Settings) -> TokenProvider:
-    problems = []
-    if not settings.tenant_id:
-        problems.append("M365_TENANT_ID is required to collect")
-    if settings.auth in ("secret", "certificate") and not settings.client_id:
-        problems.append("M365_CLIENT_ID is required to collect")
-    if settings.auth == "secret" and not settings.client_secret:
-        problems.append("M365_AUTH=secret needs M365_CLIENT_SECRET")
-    if settings.auth == "certificate" and not settings.client_certificate:
-        problems.append("M365_AUTH=certificate needs M365_CLIENT_CERTIFICATE_PATH or M365_CLIENT_CERTIFICATE")
-    if problems:
-        raise ConfigError(problems)
-    if settings.auth == "managed_identity":
-        return MsalManagedIdentityProvider(settings)
-    return MsalClientCredentialProvider(settings)
+    """The provider for the configured M365_AUTH mode; ConfigError when its credentials are incomplete
+    (Settings.api_credentials) or the certificate's PEM is unusable."""
+    tenant_id, credential = settings.api_credentials()
+    if isinstance(credential, ManagedIdentity):
+        return MsalManagedIdentityProvider(settings, credential)
+    return MsalClientCredentialProvider(settings, tenant_id, credential)

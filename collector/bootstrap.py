@@ -1,15 +1,16 @@
 """The one place that builds credentials, SDK clients and services from Settings.
 
 One `Services` per process (the Functions worker reuses it across invocations, so msal's token
-cache and the HTTP connection pools live as long as the worker).
+cache and the HTTP connection pools live as long as the worker). Everything is built on first use,
+so a process gets only what it touches: the query API never builds the Management Activity API
+client, and so never needs its credentials; `api` checks them (ConfigError) when first built.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
@@ -19,20 +20,27 @@ from .archive import RawArchive
 from .index import AuditIndex
 from .settings import Settings
 from .tables import TableClients
+from .timeutil import Clock, SystemClock
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+    from .auth import TokenProvider
     from .collect import ContentProcessor, ListingService
+    from .health import HealthReporter
     from .ledger import Ledger
     from .management_api import ManagementApiClient
+    from .query.service import QueryService
     from .queue import ContentQueue
     from .state import StateStore
-    from .timeutil import Clock
 
 # Storage SDK retries: the default first back-off is 15 s, too long inside a Function run.
 _STORAGE_RETRY: dict[str, Any] = {"retry_total": 4, "initial_backoff": 1, "increment_base": 2}
 
+_StorageClient = TypeVar("_StorageClient", BlobServiceClient, TableServiceClient, QueueServiceClient)
 
-def _storage_credential(settings: Settings) -> Any:
+
+def _storage_credential(settings: Settings) -> TokenCredential:
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     if settings.managed_identity_client_id:
@@ -42,24 +50,24 @@ def _storage_credential(settings: Settings) -> Any:
     return DefaultAzureCredential(exclude_environment_credential=True)
 
 
-@dataclass
 class Services:
-    """Clients and services built from one Settings; attributes are created on first use."""
+    """Clients and services built from one Settings; attributes are created on first use.
 
-    settings: Settings
-    clock: Clock | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
+    `clock` is the only source of "now" for every service built here. `api`, when given, is used
+    instead of building a client from the settings (tests: a client with a short retry back-off).
+    """
 
-    def _clock(self) -> Clock:
-        from .timeutil import SystemClock
-
-        return self.clock or SystemClock()
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, api: ManagementApiClient | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        if api is not None:
+            self.api = api  # fills the cached property: it is never built from the settings
 
     @cached_property
-    def _credential(self) -> Any:
+    def _credential(self) -> TokenCredential:
         return _storage_credential(self.settings)
 
-    def _storage_client(self, client_class: Any, service: str) -> Any:
+    def _storage_client(self, client_class: type[_StorageClient], service: str) -> _StorageClient:
         """A storage SDK client: the managed identity in Azure, a connection string locally."""
         s = self.settings
         if s.uses_managed_identity_storage:
@@ -68,11 +76,11 @@ class Services:
 
     @cached_property
     def blob_service(self) -> BlobServiceClient:
-        return self._storage_client(BlobServiceClient, "blob")  # type: ignore[no-any-return]
+        return self._storage_client(BlobServiceClient, "blob")
 
     @cached_property
     def table_service(self) -> TableServiceClient:
-        return self._storage_client(TableServiceClient, "table")  # type: ignore[no-any-return]
+        return self._storage_client(TableServiceClient, "table")
 
     @cached_property
     def tables(self) -> TableClients:
@@ -81,7 +89,7 @@ class Services:
 
     @cached_property
     def queue_service(self) -> QueueServiceClient:
-        return self._storage_client(QueueServiceClient, "queue")  # type: ignore[no-any-return]
+        return self._storage_client(QueueServiceClient, "queue")
 
     @cached_property
     def index(self) -> AuditIndex:
@@ -110,25 +118,44 @@ class Services:
         return ContentQueue(self.queue_service, self.settings.queue_name)
 
     @cached_property
-    def api(self) -> ManagementApiClient:
-        if "api" in self.overrides:
-            return self.overrides["api"]  # type: ignore[no-any-return]
+    def token_provider(self) -> TokenProvider:
+        """Tokens for the Management Activity API; ConfigError when the credentials are incomplete."""
         from .auth import build_token_provider
+
+        return build_token_provider(self.settings)
+
+    @cached_property
+    def api(self) -> ManagementApiClient:
         from .management_api import ManagementApiClient
 
-        return ManagementApiClient(self.settings, build_token_provider(self.settings), clock=self._clock())
+        return ManagementApiClient(self.settings, self.token_provider, clock=self.clock)
 
     @cached_property
     def listing(self) -> ListingService:
         from .collect import ListingService
 
-        return ListingService(self.settings, self.api, self.queue, self.ledger, self.state, clock=self._clock())
+        return ListingService(self.settings, self.api, self.queue, self.ledger, self.state, clock=self.clock)
 
     @cached_property
     def processor(self) -> ContentProcessor:
         from .collect import ContentProcessor
 
-        return ContentProcessor(self.settings, self.api, self.archive, self.index, self.ledger, clock=self._clock())
+        return ContentProcessor(self.settings, self.api, self.archive, self.index, self.ledger, clock=self.clock)
+
+    @cached_property
+    def query(self) -> QueryService:
+        from .query.service import QueryService
+
+        s = self.settings
+        return QueryService(self.index, max_range_days=s.query_max_range_days, max_export_rows=s.query_max_export_rows,
+                            clock=self.clock)
+
+    @cached_property
+    def health(self) -> HealthReporter:
+        from .health import HealthReporter
+
+        return HealthReporter(content_types=self.settings.content_types, state=self.state, ledger=self.ledger,
+                              queue=self.queue, clock=self.clock)
 
     def ensure_storage(self) -> None:
         """Create the container, queues and state table if missing (the Bicep template creates them in Azure)."""
@@ -141,12 +168,13 @@ _lock = threading.Lock()
 _services: Services | None = None
 
 
-def services(*, require_api: bool = True) -> Services:
-    """The process-wide Services, built from the environment on first use."""
+def services() -> Services:
+    """The process-wide Services, built from the environment on first use (the same for every
+    function of the app: what each needs is checked when it first uses it)."""
     global _services
     with _lock:
         if _services is None:
-            _services = Services(Settings.from_env(require_api=require_api))
+            _services = Services(Settings.from_env())
         return _services
 
 

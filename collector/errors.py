@@ -114,3 +114,10 @@ class NotFoundError(QueryError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code="NotFound")
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """User input quoted for an error message (QueryError, NotFoundError): bounded, printable,
+    always valid UTF-8."""
+    clipped = text if len(text) <= limit else text[:limit] + "…"
+    return repr(clipped.encode("utf-8", "backslashreplace").decode("utf-8"))

@@ -5,17 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .models import FIELDS
-from .query import (
-    CURSOR_PATTERN,
-    DEFAULT_TOP,
-    FORMATS,
-    MAX_LIST_ITEMS,
-    MAX_TOP,
-    MAX_VALUE_LENGTH,
-    PARAMETERS,
-    TIME_PATTERN,
-    Param,
-)
+from .query.cursor import CURSOR_PATTERN
+from .query.params import DEFAULT_TOP, FORMATS, MAX_LIST_ITEMS, MAX_TOP, MAX_VALUE_LENGTH, PARAMETERS, TIME_PATTERN, Param
 
 VERSION = "1.0.0"
 

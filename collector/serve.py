@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _HOST_HEADER = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+# A client that also talks to the Function App may send its function key as `code=`: never log it.
+_FUNCTION_KEY = re.compile(r"([?&]code=)[^&\s]*", re.IGNORECASE)
+
+
+def _redacted(text: str) -> str:
+    return _FUNCTION_KEY.sub(r"\1***", text)
 
 
 class QueryApiServer(ThreadingHTTPServer):
@@ -110,8 +116,15 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             _close(chunks)
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        status = int(code) if isinstance(code, int) or code.isdigit() else None
+        log.info('serve.request "%s" %s %s', _redacted(self.requestline), code, size,
+                 # A request line that did not parse has no path yet (http.server answers 400 first).
+                 extra={"route": urllib.parse.urlsplit(getattr(self, "path", "")).path, "method": self.command,
+                        "status": status})
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
-        log.info("serve.request %s", format % args)
+        log.info("serve.request %s", _redacted(format % args))
 
 
 def _close(chunks: Iterable[bytes]) -> None:

@@ -1,8 +1,10 @@
 """Settings: every environment variable AuditKeep reads, its default, and its validation.
 
 The same names are the Function App's app settings (infra/ sets them) and the CLI's environment.
-`Settings.from_env` reports every problem at once in one ConfigError; secrets never appear in
-`repr()`, logs or error messages.
+`Settings.from_env` reads every setting, checks the format of each one that is set, and reports
+every problem at once in one ConfigError. What only collection needs (the API credentials) is
+required by `Settings.api_credentials()`, which the token provider calls when it is first built: the
+query API runs without them. Secrets never appear in `repr()`, logs or error messages.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ AUTH_MODES: tuple[AuthMode, ...] = ("secret", "certificate", "managed_identity")
 
 @dataclass(frozen=True)
 class Cloud:
-    """Hosts of one Microsoft 365 cloud (reference §1.1): the scope always follows the API host."""
+    """Hosts of one Microsoft 365 cloud (Microsoft's "Office 365 Management Activity API reference",
+    "Activity API operations": the root URL per plan): the scope always follows the API host."""
 
     name: str
     api_url: str
@@ -80,13 +83,41 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class ClientSecret:
+    """M365_AUTH=secret: the app registration's client secret."""
+
+    client_id: str
+    secret: Secret
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """M365_AUTH=certificate: PEM text holding the private key and the certificate."""
+
+    client_id: str
+    pem: Secret
+
+
+@dataclass(frozen=True)
+class ManagedIdentity:
+    """M365_AUTH=managed_identity: a user-assigned identity's client id, or "" for the system-assigned one."""
+
+    client_id: str
+
+
+ApiCredential = ClientSecret | ClientCertificate | ManagedIdentity
+
+_GUID_EXAMPLE = "a GUID such as 00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated configuration. Build with `Settings.from_env(os.environ)`."""
 
     # --- Management Activity API (needed by `collect`; not by `serve`) ---
     tenant_id: str = ""  # M365_TENANT_ID: tenant GUID
     client_id: str = ""  # M365_CLIENT_ID: app registration (or user-assigned identity) client id
-    auth: AuthMode | None = None  # M365_AUTH: secret | certificate | managed_identity (inferred)
+    auth: AuthMode = "managed_identity"  # M365_AUTH: secret | certificate | managed_identity (inferred)
     client_secret: Secret | None = None  # M365_CLIENT_SECRET
     client_certificate: Secret | None = None  # M365_CLIENT_CERTIFICATE(_PATH): PEM key + certificate
     cloud: Cloud = CLOUDS["commercial"]  # M365_CLOUD
@@ -131,14 +162,37 @@ class Settings:
     def scope(self) -> str:
         return self.cloud.scope
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, require_api: bool = True) -> Settings:
-        """Read and validate settings; raise ConfigError listing every problem.
+    def api_credentials(self) -> tuple[str, ApiCredential]:
+        """(tenant id, credential) for the Management Activity API; ConfigError listing what is
+        missing. The one check of what collection needs beyond from_env's format checks."""
+        problems: list[str] = []
+        if not self.tenant_id:
+            problems.append(f"M365_TENANT_ID is required ({_GUID_EXAMPLE})")
+        credential: ApiCredential | None = None
+        if self.auth in ("secret", "certificate") and not self.client_id:
+            problems.append(f"M365_CLIENT_ID is required ({_GUID_EXAMPLE})")
+        if self.auth == "secret":
+            if not self.client_secret:
+                problems.append("M365_AUTH=secret needs M365_CLIENT_SECRET")
+            else:
+                credential = ClientSecret(self.client_id, self.client_secret)
+        elif self.auth == "certificate":
+            if self.client_certificate is None:
+                problems.append("M365_AUTH=certificate needs M365_CLIENT_CERTIFICATE_PATH or M365_CLIENT_CERTIFICATE "
+                                "(PEM key + certificate)")
+            else:
+                credential = ClientCertificate(self.client_id, self.client_certificate)
+        else:
+            credential = ManagedIdentity(self.client_id or self.managed_identity_client_id)
+        if problems or credential is None:
+            raise ConfigError(problems)
+        return self.tenant_id, credential
 
-        ``require_api=False`` is for processes that only query the index (``serve``, HTTP routes).
-        """
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate settings; raise ConfigError listing every problem."""
         env = dict(os.environ if environ is None else environ)
-        return _Reader(env).build(require_api=require_api)
+        return _Reader(env).build()
 
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -179,10 +233,9 @@ class _Reader:
             return default
         return int(raw)
 
-    def guid(self, name: str, value: str, required: bool) -> str:
+    def guid(self, name: str, value: str) -> str:
+        """The canonical (lower-case) GUID of a setting that is set; "" when it is not."""
         if not value:
-            if required:
-                self.problems.append(f"{name} is required (a GUID such as 00000000-0000-0000-0000-000000000000)")
             return ""
         if not _GUID.match(value):
             self.problems.append(f"{name} must be a GUID, got {value!r}")
@@ -197,16 +250,16 @@ class _Reader:
             self.problems.append(f"{name} must be a root URL without path or query (e.g. https://host:9443), got {value!r}")
         return value.rstrip("/")
 
-    def build(self, require_api: bool) -> Settings:
+    def build(self) -> Settings:
         cloud_name = self.get("M365_CLOUD", "commercial").lower()
         cloud = CLOUDS.get(cloud_name)
         if cloud is None:
             self.problems.append(f"M365_CLOUD must be one of {', '.join(CLOUDS)}, got {cloud_name!r}")
             cloud = CLOUDS["commercial"]
 
-        tenant_id = self.guid("M365_TENANT_ID", self.get("M365_TENANT_ID"), required=require_api)
-        auth, client_id, secret, certificate = self.credentials(require_api)
-        publisher_id = self.guid("M365_PUBLISHER_ID", self.get("M365_PUBLISHER_ID"), required=False) or tenant_id
+        tenant_id = self.guid("M365_TENANT_ID", self.get("M365_TENANT_ID"))
+        auth, client_id, secret, certificate = self.credentials()
+        publisher_id = self.guid("M365_PUBLISHER_ID", self.get("M365_PUBLISHER_ID")) or tenant_id
 
         content_types = self.content_types()
         api_url = self.https_url("M365_API_URL", self.get("M365_API_URL", cloud.api_url))
@@ -279,12 +332,14 @@ class _Reader:
             self.problems.append("M365_CONTENT_TYPES must name at least one content type")
         return tuple(result) or DEFAULT_CONTENT_TYPES
 
-    def credentials(self, require_api: bool) -> tuple[AuthMode | None, str, Secret | None, Secret | None]:
+    def credentials(self) -> tuple[AuthMode, str, Secret | None, Secret | None]:
+        """The auth mode (given or inferred), client id, secret and certificate, format-checked;
+        whether the chosen mode has what it needs is Settings.api_credentials' question."""
         mode_raw = self.get("M365_AUTH").lower()
         secret_raw = self.get("M365_CLIENT_SECRET")
         cert_path = self.get("M365_CLIENT_CERTIFICATE_PATH")
         cert_text = self.env.get("M365_CLIENT_CERTIFICATE", "").strip()
-        client_id = self.get("M365_CLIENT_ID")
+        client_id = self.guid("M365_CLIENT_ID", self.get("M365_CLIENT_ID"))
 
         certificate: Secret | None = None
         if cert_path and cert_text:
@@ -303,33 +358,20 @@ class _Reader:
             self.problems.append("the M365 client certificate PEM holds no certificate (-----BEGIN CERTIFICATE-----)")
         secret = Secret(secret_raw) if secret_raw else None
 
-        mode: AuthMode | None
+        modes: dict[str, AuthMode] = {m: m for m in AUTH_MODES}
+        mode: AuthMode = "managed_identity"  # when a problem below is reported, from_env raises anyway
         if mode_raw:
-            if mode_raw not in AUTH_MODES:
+            if mode_raw not in modes:
                 self.problems.append(f"M365_AUTH must be one of {', '.join(AUTH_MODES)}, got {mode_raw!r}")
-                return None, client_id, secret, certificate
-            mode = mode_raw  # type: ignore[assignment]
+            else:
+                mode = modes[mode_raw]
         elif secret and certificate:
             self.problems.append("both M365_CLIENT_SECRET and a certificate are set: choose one with M365_AUTH")
-            return None, client_id, secret, certificate
         elif certificate:
             mode = "certificate"
         elif secret:
             mode = "secret"
-        else:
-            mode = "managed_identity"
-
-        if not require_api:
-            return mode, client_id, secret, certificate
-        if mode in ("secret", "certificate"):
-            self.guid("M365_CLIENT_ID", client_id, required=True)
-        elif client_id:
-            self.guid("M365_CLIENT_ID", client_id, required=False)
-        if mode == "secret" and not secret:
-            self.problems.append("M365_AUTH=secret needs M365_CLIENT_SECRET")
-        if mode == "certificate" and certificate is None:
-            self.problems.append("M365_AUTH=certificate needs M365_CLIENT_CERTIFICATE_PATH or M365_CLIENT_CERTIFICATE (PEM key + certificate)")
-        return mode, str(uuid.UUID(client_id)) if _GUID.match(client_id) else client_id, secret, certificate
+        return mode, client_id, secret, certificate
 
 
 # Every environment variable Settings.from_env reads (the infra contract test checks the template against it).

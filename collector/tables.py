@@ -20,20 +20,28 @@ import threading
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
-from azure.core.pipeline.transport import HttpTransport, RequestsTransport
+from azure.core.pipeline.transport import HttpRequest, HttpResponse, HttpTransport, RequestsTransport
+from azure.core.rest import HttpRequest as RestHttpRequest
+from azure.core.rest import HttpResponse as RestHttpResponse
 from azure.data.tables import TableClient, TableServiceClient
 
 MAX_CACHED = 4096  # table clients kept; a long-lived worker touches ~5 new tables a day
 
 
-class _SharedTransport(HttpTransport):  # type: ignore[type-arg]
+# RequestsTransport sends either request type (the legacy pipeline one and azure.core.rest's).
+_Request = HttpRequest | RestHttpRequest
+_Response = HttpResponse | RestHttpResponse
+
+
+class _SharedTransport(HttpTransport[_Request, _Response]):
     """One transport for every table client; closing a client must not close it for the others."""
 
     def __init__(self, transport: RequestsTransport) -> None:
         self._transport = transport
 
-    def send(self, request: Any, **kwargs: Any) -> Any:
-        return self._transport.send(request, **kwargs)
+    def send(self, request: _Request, **kwargs: Any) -> _Response:
+        response: _Response = self._transport.send(request, **kwargs)  # its overloads leave kwargs untyped: Any
+        return response
 
     def open(self) -> None:
         pass

@@ -58,6 +58,13 @@ def format_record_time(value: datetime) -> str:
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def format_exact_time(value: datetime) -> str:
+    """`YYYY-MM-DDTHH:MM:SS[.ffffff]Z`: exact to the microsecond, the fraction only when there is one
+    (the query API's pinned `start`/`end` in next links and its range error messages)."""
+    micro = as_utc(value).microsecond
+    return format_api_time(value) + (f".{micro:06d}" if micro else "") + "Z"
+
+
 def format_iso(value: datetime) -> str:
     """Our own stored timestamps: ISO 8601 with milliseconds and Z."""
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.") + f"{as_utc(value).microsecond // 1000:03d}Z"

@@ -425,7 +425,7 @@ def measure(connection: str, dataset: Dataset, reps: int, seed: int = 5) -> list
     from collector.settings import Settings
 
     env = {"AUDIT_STORAGE_CONNECTION_STRING": connection, "AUDIT_TABLE_PREFIX": PREFIX, "M365_TENANT_ID": TENANT}
-    services = Services(Settings.from_env(env, require_api=False), clock=_FixedClock(dataset.end))
+    services = Services(Settings.from_env(env), clock=_FixedClock(dataset.end))
     server = make_server(services, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -109,10 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             say(f"simulator on {sim_env.get('M365_API_URL')} (no tenant settings found; see docs/tenant-setup.md)")
         try:
             settings = Settings.from_env()
+            settings.api_credentials()  # collection needs them: say so now, before serving
         except ConfigError as exc:
             print(f"make run: {exc}", file=sys.stderr)
             return 2
-        query_services = Services(Settings.from_env(require_api=False))
+        query_services = Services(Settings.from_env())
         try:
             server = make_server(query_services, "127.0.0.1", args.port)
         except OSError as exc:  # say so now, not after the backfill

@@ -92,7 +92,7 @@ def test_managed_identity_without_an_endpoint_is_a_clear_auth_error(world: World
 
 
 def test_missing_credentials_are_reported_before_any_request():
-    settings = Settings.from_env({"M365_AUTH": "secret"}, require_api=False)
+    settings = Settings.from_env({"M365_AUTH": "secret"})
     with pytest.raises(ConfigError) as caught:
         build_token_provider(settings)
     assert any("M365_TENANT_ID" in p for p in caught.value.problems)

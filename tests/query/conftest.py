@@ -12,10 +12,9 @@ from collector.api import Api
 from collector.bootstrap import Services
 from collector.index import IndexItem
 from collector.models import ContentRef
-from collector.query import QueryService
-from collector.settings import Settings
+from collector.query.service import QueryService
 from tests.clock import FakeClock
-from tests.query.data import NOW, TENANT, Row, blob_body, build_rows
+from tests.query.data import NOW, TENANT, Row, blob_body, build_rows, make_services
 
 
 @dataclass
@@ -29,10 +28,6 @@ class Dataset:
 
     def query(self, **options: object) -> QueryService:
         return QueryService(self.services.index, clock=FakeClock(NOW), **options)  # type: ignore[arg-type]
-
-
-def make_services(env: dict[str, str]) -> Services:
-    return Services(Settings.from_env(env, require_api=False), clock=FakeClock(NOW))
 
 
 @pytest.fixture(scope="session")

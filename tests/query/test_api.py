@@ -11,8 +11,7 @@ import pytest
 
 from collector.api import Api, Response, csv_chunks
 from collector.models import FIELDS, ContentRef
-from tests.query.data import NOW, TENANT, index_view, oracle
-from tests.query.test_query_service import WIDE, WIDE_END, WIDE_START, key_of
+from tests.query.data import NOW, TENANT, WIDE, WIDE_END, WIDE_START, index_view, key_of_record, oracle
 
 BASE = "https://auditkeep.example/api"
 
@@ -135,12 +134,6 @@ def test_ndjson_export(dataset, api):
     records = [json.loads(line) for line in lines]
     assert [key_of_record(r) for r in records] == oracle(dataset.rows, WIDE_START, WIDE_END, lambda e: e.operation == "Send")
     assert all(list(r) == list(FIELDS) for r in records)
-
-
-def key_of_record(record: dict) -> str:
-    from collector.models import AuditEntry
-
-    return key_of(AuditEntry(**record))
 
 
 def capped(dataset, limit: int, stream: bool) -> Api:
@@ -278,7 +271,7 @@ class FailingIndex:
 
 
 def test_a_failure_before_the_first_chunk_is_a_json_500(dataset):
-    from collector.query import QueryService
+    from collector.query.service import QueryService
     from tests.clock import FakeClock
 
     query = QueryService(FailingIndex(dataset.services.index, 0), clock=FakeClock(NOW))
@@ -290,7 +283,7 @@ def test_configuration_errors_are_a_json_500():
     from collector.settings import Settings
 
     response = Api(lambda: __import__("collector.bootstrap").bootstrap.Services(
-        Settings.from_env({"QUERY_MAX_RANGE_DAYS": "zero"}, require_api=False))).audit({}, BASE)
+        Settings.from_env({"QUERY_MAX_RANGE_DAYS": "zero"}))).audit({}, BASE)
     assert_error(response, 500, "ConfigurationError", "QUERY_MAX_RANGE_DAYS")
 
 

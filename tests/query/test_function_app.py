@@ -11,10 +11,7 @@ import pytest
 
 from collector import bootstrap
 from tests.app_functions import functions
-from tests.query.conftest import make_services
-from tests.query.data import oracle
-from tests.query.test_api import key_of_record
-from tests.query.test_query_service import WIDE, WIDE_END, WIDE_START
+from tests.query.data import WIDE, WIDE_END, WIDE_START, key_of_record, make_services, oracle
 
 HOST = "https://func-auditkeep.azurewebsites.net"
 ROUTES = {
@@ -145,10 +142,12 @@ def test_openapi_needs_no_storage_settings(monkeypatch):
 
 
 def test_health_returns_the_health_report(dataset, services):
-    from collector.health import health_report
+    from collector.health import HealthReporter
 
     response = call("get_health", "health")
     assert response.status_code == 200
     body = json.loads(response.get_body())
-    assert body == json.loads(json.dumps(health_report(services)))  # same clock, same storage: same report
+    expected = HealthReporter(content_types=services.settings.content_types, state=services.state, ledger=services.ledger,
+                              queue=services.queue, clock=services.clock).report()
+    assert body == json.loads(json.dumps(expected))  # same clock, same storage: same report
     assert body

@@ -11,8 +11,8 @@ import pytest
 from collector.api import Api
 from collector.models import FIELDS
 from collector.openapi import document
-from collector.query import PARAMETERS, TIME_PATTERN
-from tests.query.test_query_service import WIDE
+from collector.query.params import PARAMETERS, TIME_PATTERN
+from tests.query.data import WIDE
 
 BASE = "http://127.0.0.1:7071/api"
 DOC = document(BASE)
@@ -110,7 +110,7 @@ def test_audit_parameters_are_exactly_the_parsers():
 ])
 def test_time_pattern_is_what_the_parser_accepts(text, valid):
     from collector.errors import QueryError
-    from collector.query import parse_request
+    from collector.query.params import parse_request
     from tests.query.data import NOW
 
     assert bool(re.search(f"^{TIME_PATTERN}$", text)) is valid

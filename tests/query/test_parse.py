@@ -9,13 +9,9 @@ import pytest
 
 from collector.errors import QueryError
 from collector.models import AuditEntry
-from collector.query import (
-    QueryPlan,
-    decode_cursor,
-    encode_cursor,
-    matcher,
-    parse_request,
-)
+from collector.query.cursor import decode_cursor, encode_cursor
+from collector.query.matcher import matcher
+from collector.query.params import QueryPlan, parse_request
 
 NOW = datetime(2024, 3, 2, 6, 0, tzinfo=UTC)
 
@@ -207,7 +203,7 @@ def test_link_params_pin_the_range_and_keep_every_filter():
 
 
 def test_day_windows_cut_at_utc_midnight_newest_first():
-    from collector.query import day_windows
+    from collector.query.service import day_windows
 
     start, end = utc(2024, 2, 28, 22, 30), datetime(2024, 3, 1, 2, 0, tzinfo=UTC)
     assert day_windows(start, end) == [

@@ -10,16 +10,10 @@ import pytest
 from collector import keys
 from collector.index import AuditIndex
 from collector.models import AuditEntry
-from collector.query import QueryPlan, QueryService
+from collector.query.params import QueryPlan
+from collector.query.service import QueryService
 from tests.clock import FakeClock
-from tests.query.data import NOW, OTHER_ORG, TENANT, index_view, newest_first, oracle
-
-WIDE = {"start": "2024-02-22T00:00:00Z", "end": "2024-03-02T06:00:00Z"}
-WIDE_START, WIDE_END = datetime(2024, 2, 22, tzinfo=UTC), NOW
-
-
-def key_of(entry: AuditEntry) -> str:
-    return keys.order_key(entry.when, entry.id, entry.organizationId, TENANT)
+from tests.query.data import NOW, OTHER_ORG, TENANT, WIDE, WIDE_END, WIDE_START, index_view, key_of, newest_first, oracle
 
 
 def all_pages(service: QueryService, params: dict[str, str]) -> tuple[list[AuditEntry], list[int]]:

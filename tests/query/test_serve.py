@@ -18,12 +18,10 @@ import requests
 from collector.api import Api
 from collector.index import Hit
 from collector.models import FIELDS
-from collector.query import QueryService
+from collector.query.service import QueryService
 from collector.serve import QueryApiServer, make_server
 from tests.clock import FakeClock
-from tests.query.data import NOW, index_view, oracle
-from tests.query.test_api import key_of_record
-from tests.query.test_query_service import WIDE, WIDE_END, WIDE_START
+from tests.query.data import NOW, WIDE, WIDE_END, WIDE_START, index_view, key_of_record, oracle
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "powerbi.md"
 

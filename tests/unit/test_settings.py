@@ -81,10 +81,10 @@ def test_certificate_file_that_cannot_be_read(tmp_path):
 
 
 def test_query_only_processes_need_no_api_settings():
-    s = Settings.from_env({}, require_api=False)
+    s = Settings.from_env({})
     assert s.tenant_id == ""
     with pytest.raises(ConfigError, match="M365_TENANT_ID is required"):
-        Settings.from_env({})
+        s.api_credentials()
 
 
 def test_content_types_are_canonicalized_and_deduplicated():
