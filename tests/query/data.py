@@ -1,4 +1,5 @@
-"""The query tests' dataset: tricky synthetic records, their raw forms, and a plain-Python oracle."""
+"""The query tests' dataset: tricky synthetic records, their raw forms, a plain-Python oracle, and
+what several test modules share (the wide range, order keys of results, the dataset's Services)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector import keys
+from collector.bootstrap import Services
 from collector.models import AuditEntry
+from collector.settings import Settings
 from collector.timeutil import format_record_time
+from tests.clock import FakeClock
 from tests.constants import OTHER_ORG, TENANT
 
 NOW = datetime(2024, 3, 2, 6, 0, 0, tzinfo=UTC)  # the dataset straddles the February/March boundary
+# A range holding the whole dataset.
+WIDE = {"start": "2024-02-22T00:00:00Z", "end": "2024-03-02T06:00:00Z"}
+WIDE_START, WIDE_END = datetime(2024, 2, 22, tzinfo=UTC), NOW
 
 USERS = ["alice@contoso.com", "Bob@Contoso.com", "carol@contoso.com", "dave@fabrikam.com",
          "Ünïcödé.Üser@contoso.com", "svc-backup@contoso.onmicrosoft.com"]
@@ -121,6 +128,21 @@ def oracle(rows: Iterable[Row], start: datetime, end: datetime, predicate: Calla
 def index_view(entry: AuditEntry) -> AuditEntry:
     """What the index gives back for an entry (object and userAgent cut to 1,024 characters)."""
     return replace(entry, object=entry.object[:1024], userAgent=entry.userAgent[:1024])
+
+
+def key_of(entry: AuditEntry) -> str:
+    """The order key of a result entry (oracle() lists these)."""
+    return keys.order_key(entry.when, entry.id, entry.organizationId, TENANT)
+
+
+def key_of_record(record: dict[str, Any]) -> str:
+    """The order key of a result record as the API returns it (JSON object)."""
+    return key_of(AuditEntry(**record))
+
+
+def make_services(env: dict[str, str]) -> Services:
+    """The dataset's Services: query settings from `env`, time fixed at NOW."""
+    return Services(Settings.from_env(env), clock=FakeClock(NOW))
 
 
 def blob_body(rows: list[Row]) -> bytes:
