@@ -152,3 +152,31 @@ def test_managed_identity_tenant_is_documented() -> None:
         text = " ".join((ROOT / "docs" / name).read_text(encoding="utf-8").split())
         assert "tenant().tenantId" in text, name
         assert re.search(r"managed identity (belongs .{0,120} and )?cannot get a token for (any )?other tenant", text), name
+
+
+def _m_blocks(text: str) -> list[str]:
+    return re.findall(r"```m\n(.*?)```", text, re.S)
+
+
+def test_power_bi_query_keeps_the_key_out_of_the_report() -> None:
+    # Web.Contents' ApiKeyName names the URL parameter that carries the key; its value comes from the
+    # "Web API" credential that Power BI stores, so the key is in neither the query nor the .pbix.
+    text = (ROOT / "docs" / "powerbi.md").read_text(encoding="utf-8")
+    blocks = _m_blocks(text)
+    functions = [b for b in blocks if "Web.Contents(" in b]
+    calls = [b for b in blocks if "AuditKeep(" in b and "Web.Contents(" not in b]
+    assert len(functions) == 1 and calls, "powerbi.md: expected the AuditKeep function and a query that calls it"
+    function = functions[0]
+    signature = re.search(r"^\((.*)\) as table =>$", function, re.M)
+    assert signature and signature.group(1) == "BaseUrl as text, optional Filters as nullable record", signature
+    assert 'ApiKeyName = "code"' in function
+    assert "x-functions-key" not in function and "FunctionKey" not in function and "Headers = [#" not in function
+    # A nextLink repeats ?code=<key>: the query drops it, Power Query adds the credential's key.
+    assert 'Query = Record.RemoveFields(query, {"code"}, MissingField.Ignore)' in function
+    assert "Uri.Parts(page[#\"@odata.nextLink\"])[Query]" in function
+    for call in calls:
+        assert re.search(r"AuditKeep\(AuditKeepUrl,\s*\[", call), call
+    assert "AuditKeepKey" not in text
+    assert "**Web API**" in text and "**Key**" in text
+    # The Entra front door is not offered as the way to protect the key for Power BI.
+    assert not re.search(r"(?i)use an organizational account", text)
