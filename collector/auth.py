@@ -6,7 +6,6 @@ token across invocations. Never logs tokens, secrets or key material.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from typing import Any, Protocol
@@ -17,8 +16,6 @@ import requests
 
 from .errors import AuthError, ConfigError
 from .settings import ClientCertificate, ClientSecret, ManagedIdentity, Settings
-
-log = logging.getLogger(__name__)
 
 _MICROSOFT_LOGIN_HOSTS = {"login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn"}
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)

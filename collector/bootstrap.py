@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from .queue import ContentQueue
     from .state import StateStore
 
-# Storage SDK retries: the default first back-off is 15 s, too long inside a Function run.
+# Storage SDK retries: the default first back-off is 15 s, too long inside a Function run. (Any: the
+# SDKs take these as **kwargs, and mypy checks a dict[str, int] against every typed keyword too.)
 _STORAGE_RETRY: dict[str, Any] = {"retry_total": 4, "initial_backoff": 1, "increment_base": 2}
 
 _StorageClient = TypeVar("_StorageClient", BlobServiceClient, TableServiceClient, QueueServiceClient)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .models import FIELDS
 from .query.cursor import CURSOR_PATTERN
 from .query.params import DEFAULT_TOP, FORMATS, MAX_LIST_ITEMS, MAX_TOP, MAX_VALUE_LENGTH, PARAMETERS, TIME_PATTERN, Param
@@ -38,12 +36,12 @@ Records have exactly the fields {", ".join(f"`{f}`" for f in FIELDS)}.
 """
 
 
-def _string_list(description: str) -> dict[str, Any]:
+def _string_list(description: str) -> dict[str, object]:
     return {"type": "array", "maxItems": MAX_LIST_ITEMS, "items": {"type": "string", "maxLength": MAX_VALUE_LENGTH},
             "description": description}
 
 
-def _schema(param: Param) -> dict[str, Any]:
+def _schema(param: Param) -> dict[str, object]:
     if param.kind == "datetime":
         return {"type": "string", "pattern": f"^{TIME_PATTERN}$", "example": "2024-05-01T08:00:00Z"}
     if param.kind == "list":
@@ -60,24 +58,24 @@ def _schema(param: Param) -> dict[str, Any]:
     return {"type": "string", "maxLength": MAX_VALUE_LENGTH}
 
 
-def _parameter(param: Param) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": param.name, "in": "query", "required": False, "description": param.description,
+def _parameter(param: Param) -> dict[str, object]:
+    spec: dict[str, object] = {"name": param.name, "in": "query", "required": False, "description": param.description,
                             "schema": _schema(param)}
     if param.kind in ("list", "int-list"):
         spec.update(style="form", explode=False)
     return spec
 
 
-def _error(description: str) -> dict[str, Any]:
+def _error(description: str) -> dict[str, object]:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
 _UNAUTHORIZED = {"description": "Azure only: the function key is missing or wrong (empty body)."}
 
 
-def document(server_url: str | None = None) -> dict[str, Any]:
+def document(server_url: str | None = None) -> dict[str, object]:
     """The OpenAPI document; `server_url` is the API root (`http://127.0.0.1:7071/api`), if known."""
-    record_properties: dict[str, Any] = {name: {"type": "string"} for name in FIELDS}
+    record_properties: dict[str, object] = {name: {"type": "string"} for name in FIELDS}
     record_properties["recordType"] = {"type": "integer", "nullable": True}
     record_properties["time"] = {"type": "string", "format": "date-time", "description": "UTC, `YYYY-MM-DDTHH:MM:SSZ`"}
     server = server_url.rstrip("/") if server_url else "/api"

@@ -151,3 +151,26 @@ def test_health_returns_the_health_report(dataset, services):
                               queue=services.queue, clock=services.clock).report()
     assert body == json.loads(json.dumps(expected))  # same clock, same storage: same report
     assert body
+
+
+class _Timer(func.TimerRequest):
+    past_due = False
+
+
+def test_http_routes_need_no_credentials_and_the_timer_still_fails_clearly(dataset, monkeypatch):
+    """One Services per worker, whichever function runs first: the routes never build the API client,
+    and the timer gets the ConfigError of the missing credential when it builds it."""
+    from collector.errors import ConfigError
+
+    for name, value in {**dataset.env, "M365_AUTH": "secret"}.items():
+        monkeypatch.setenv(name, value)
+    bootstrap.set_services(None)
+    try:
+        assert call("get_health", "health").status_code == 200
+        assert call("query_audit_records", "audit", {"top": "1"}).status_code == 200
+        with pytest.raises(ConfigError) as caught:
+            functions()["collect_audit_logs"].get_user_function()(_Timer())
+        assert caught.value.problems == ["M365_CLIENT_ID is required (a GUID such as 00000000-0000-0000-0000-000000000000)",
+                                         "M365_AUTH=secret needs M365_CLIENT_SECRET"]
+    finally:
+        bootstrap.set_services(None)

@@ -90,3 +90,54 @@ def test_query_only_processes_need_no_api_settings():
 def test_content_types_are_canonicalized_and_deduplicated():
     s = Settings.from_env({**BASE, "M365_CONTENT_TYPES": "audit.exchange, DLP.ALL,Audit.Exchange"})
     assert s.content_types == ("Audit.Exchange", "DLP.All")
+
+
+GUID_HINT = "a GUID such as 00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize(("env", "problems"), [
+    ({}, [f"M365_TENANT_ID is required ({GUID_HINT})"]),
+    ({"M365_AUTH": "secret"}, [f"M365_TENANT_ID is required ({GUID_HINT})", f"M365_CLIENT_ID is required ({GUID_HINT})",
+                               "M365_AUTH=secret needs M365_CLIENT_SECRET"]),
+    ({"M365_TENANT_ID": TENANT, "M365_CLIENT_ID": CLIENT, "M365_AUTH": "certificate"},
+     ["M365_AUTH=certificate needs M365_CLIENT_CERTIFICATE_PATH or M365_CLIENT_CERTIFICATE (PEM key + certificate)"]),
+])
+def test_api_credentials_are_required_when_the_token_provider_is_built(env, problems):
+    from collector.bootstrap import Services
+
+    services = Services(Settings.from_env(env))  # reading the settings needs no credentials
+    services.query  # noqa: B018 - nor does the query side
+    with pytest.raises(ConfigError) as caught:
+        services.api  # noqa: B018
+    assert caught.value.problems == problems
+
+
+def test_api_credentials_are_typed_per_mode():
+    from collector.settings import ClientSecret, ManagedIdentity
+
+    tenant, credential = Settings.from_env(BASE).api_credentials()
+    assert tenant == TENANT and isinstance(credential, ClientSecret)
+    assert credential.client_id == CLIENT and credential.secret.reveal() == "s3cr3t-value"
+    _, identity = Settings.from_env({"M365_TENANT_ID": TENANT, "AZURE_CLIENT_ID": "storage-identity"}).api_credentials()
+    assert identity == ManagedIdentity("storage-identity")  # the storage identity, unless M365_CLIENT_ID names another
+
+
+def test_a_client_id_that_is_set_must_be_a_guid_even_for_the_query_api():
+    with pytest.raises(ConfigError, match="M365_CLIENT_ID must be a GUID"):
+        Settings.from_env({"M365_CLIENT_ID": "my-app"})
+    assert Settings.from_env({"M365_CLIENT_ID": CLIENT.upper()}).client_id == CLIENT
+
+
+def test_collect_without_a_credential_fails_at_once_with_one_line(monkeypatch, capsys):
+    from collector.cli import EXIT_CONFIG, main
+
+    monkeypatch.setenv("M365_TENANT_ID", TENANT)
+    monkeypatch.setenv("M365_AUTH", "secret")
+    # Nothing listens here: a storage request before the credential check would hang in retries.
+    monkeypatch.setenv("AUDIT_STORAGE_CONNECTION_STRING", "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                       "AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:9/a;QueueEndpoint=http://127.0.0.1:9/a;"
+                       "TableEndpoint=http://127.0.0.1:9/a")
+    assert main(["collect", "--quiet"]) == EXIT_CONFIG
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"auditkeep: 2 configuration errors: M365_CLIENT_ID is required ({GUID_HINT}); "
+                     "M365_AUTH=secret needs M365_CLIENT_SECRET"]
