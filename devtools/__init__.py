@@ -1,1 +1,4 @@
-"""Development-only tools (Azurite launcher, benchmarks). Not deployed with the Function App (.funcignore)."""
+"""Development-only tools: the Azurite launcher, `make run`, the simulator as a child process, the benchmarks.
+
+Not deployed with the Function App (.funcignore).
+"""
