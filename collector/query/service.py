@@ -13,21 +13,30 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from .. import keys
-from ..models import AuditEntry
+from ..models import AuditEntry, View
 from ..timeutil import SystemClock
 from .matcher import matcher
 from .params import Params, QueryPlan, parse_request
 
 if TYPE_CHECKING:
-    from ..index import AuditIndex, Hit
+    from ..index import Hit
     from ..timeutil import Clock
 
 PREFETCH_DAYS = 8  # day tables read ahead in parallel when a scan is sparse
 INDEX_EPOCH = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2286, 1, 1, tzinfo=UTC))  # what order keys can express
 Truncation = Literal["limit", "time"]
+
+
+class ViewIndex(Protocol):
+    """What a query reads: `AuditIndex`'s view scans and its list of months."""
+
+    def scan(self, view: View, start: datetime, end: datetime, *, value: str | None = None,
+             after: str | None = None, page_size: int = 1000) -> Iterator[Hit]: ...
+
+    def months(self) -> list[str]: ...
 
 
 def day_windows(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -111,7 +120,7 @@ class QueryService:
 
     def __init__(
         self,
-        index: AuditIndex,
+        index: ViewIndex,
         *,
         max_range_days: int = 31,
         max_export_rows: int = 1_000_000,

@@ -23,7 +23,7 @@ def resolve(ref: str) -> dict[str, Any]:
     node: Any = DOC
     for part in ref[2:].split("/"):
         node = node[part]
-    return node  # type: ignore[no-any-return]
+    return node  # type: ignore[no-any-return]  # the document is JSON: any node may be a dict
 
 
 def refs(node: Any) -> list[str]:

@@ -249,7 +249,7 @@ class CountingIndex:
 
 def test_sparse_values_read_days_ahead_in_parallel(dataset):
     counting = CountingIndex(dataset.services.index)
-    service = QueryService(counting, clock=FakeClock(NOW))  # type: ignore[arg-type]
+    service = QueryService(counting, clock=FakeClock(NOW))
     entries, _ = all_pages(service, {**WIDE, "user": "dave@fabrikam.com", "operation": "Send", "top": "1000"})
     expected = oracle(dataset.rows, WIDE_START, WIDE_END, lambda e: cf(e.user) == "dave@fabrikam.com" and e.operation == "Send")
     assert [key_of(e) for e in entries] == expected
@@ -258,7 +258,7 @@ def test_sparse_values_read_days_ahead_in_parallel(dataset):
 
 def test_dense_values_do_not_read_ahead(dataset):
     counting = CountingIndex(dataset.services.index)
-    service = QueryService(counting, clock=FakeClock(NOW))  # type: ignore[arg-type]
+    service = QueryService(counting, clock=FakeClock(NOW))
     page = service.page(service.parse({**WIDE, "top": "5"}))
     assert len(page.entries) == 5 and page.next_key is not None
     assert counting.calls == 1

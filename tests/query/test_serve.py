@@ -168,7 +168,7 @@ class BreakingIndex:
 
 def test_a_failure_mid_stream_ends_the_response_incomplete(dataset, web):
     template = index_view(dataset.rows[0].entry)
-    query = QueryService(BreakingIndex(template), clock=FakeClock(NOW))  # type: ignore[arg-type]
+    query = QueryService(BreakingIndex(template), clock=FakeClock(NOW))
     with running(make_server(dataset.services, "127.0.0.1", 0, api=Api(dataset.services, query=query))) as srv:
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             _ = web.get(srv.url + "/api/audit", params={"format": "csv"}).content
