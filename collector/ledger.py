@@ -87,6 +87,7 @@ class Ledger:
         return found
 
     def mark_queued(self, refs: Iterable[ContentRef], now: datetime) -> None:
+        """Record `refs` as queued; all of one content type (a transaction is one partition)."""
         groups: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
         for ref in refs:
             entity = {"PartitionKey": ref.content_type, "RowKey": keys.escape_key(ref.content_id),

@@ -235,7 +235,8 @@ class ManagementApiClient:
                     # (docs/api-behaviour.md "Tokens").
                     refreshed = True
                     attempt = 1
-                    log.info("api.token_refresh after 401 from %s", _short(url))
+                    log.info("api.token_refresh after 401 from %s", _short(url),
+                             extra={"method": method, "endpoint": _short(url)})
                     continue
                 else:
                     error = classify_error(response)
@@ -244,7 +245,9 @@ class ManagementApiClient:
             wait = self._backoff(attempt, error.retry_after)
             if deadline is not None and time.monotonic() + wait > deadline:
                 raise error
-            log.warning("api.retry %s %s after %s (attempt %d, waiting %.1f s)", method, _short(url), error, attempt, wait)
+            log.warning("api.retry %s %s after %s (attempt %d, waiting %.1f s)", method, _short(url), error, attempt, wait,
+                        extra={"method": method, "endpoint": _short(url), "status": error.status,
+                               "errorCode": error.code, "attempt": attempt, "waitMs": int(wait * 1000)})
             self.sleep(wait)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
