@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableClient, UpdateMode
 
 from . import keys
 from .models import ContentRef, LedgerStatus
@@ -56,10 +56,10 @@ class Ledger:
         self.clients = clients
         self.prefix = prefix
 
-    def _table(self, created: datetime) -> Any:
+    def _table(self, created: datetime) -> TableClient:
         return self._table_named(keys.ledger_table(self.prefix, created))
 
-    def _table_named(self, name: str) -> Any:
+    def _table_named(self, name: str) -> TableClient:
         self.clients.create(name)
         return self.clients.get(name)
 
@@ -160,5 +160,5 @@ class Ledger:
         return dropped
 
 
-def _time(value: Any) -> datetime | None:
+def _time(value: Any) -> datetime | None:  # Any: an entity property as the SDK returns it
     return parse_time(str(value)) if value else None
