@@ -288,15 +288,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=28, help="pipeline and ceiling alternate this many times")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-query", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run of every benchmark on tiny data (about a minute); docs/performance.md is left alone")
     args = parser.parse_args(argv)
+    if args.quick:
+        # Tiny data says nothing about speed (per-blob fixed costs dominate): it proves the
+        # benchmarks still run end to end, so numbers are printed, never written to the docs.
+        args.records_per_hour, args.days, args.rounds, args.workers = 20, 1, 2, 2
     if not args.skip_ingest:
         text = ingestion(args.records_per_hour, args.days, args.workers, args.seed, args.rounds)
         print(text)
-        write_section("ingest", "## Ingestion (issue 2)\n\n" + text)
+        if not args.quick:
+            write_section("ingest", "## Ingestion (issue 2)\n\n" + text)
     if not args.skip_query:
         from . import bench_query
 
-        bench_query.main([])
+        if args.quick:
+            try:
+                bench_query.main(["--records", "3000", "--days", "3", "--reps", "2", "--no-docs"])
+            finally:
+                bench_query.main(["--stop"])
+        else:
+            bench_query.main([])
     return 0
 
 
