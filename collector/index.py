@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -218,12 +218,14 @@ class AuditIndex:
         value: str | None = None,
         after: str | None = None,
         page_size: int = 1000,
+        on_request: Callable[[], None] | None = None,
     ) -> Iterator[Hit]:
         """Rows of `view` (time, user or operation) with start <= time < end, newest first.
 
         `value` is the user or operation (compared case-insensitively through its hash key);
         `after` resumes strictly after a previous Hit.key. Rows come lazily, page by page, one day
-        table after the other (days without a table are skipped).
+        table after the other (days without a table are skipped). `on_request` is called once per
+        storage request (each page, empty continuation pages included): the query's budget.
         """
         if view not in (View.TIME, View.USER, View.OPERATION):
             raise ValueError(f"unknown view {view!r}")  # the id view is for point reads, not scans
@@ -267,9 +269,12 @@ class AuditIndex:
             table = self.clients.get(keys.table_name(self.prefix, view, day))
             rows = table.query_entities(" and ".join(clauses), parameters=params, results_per_page=page_size)
             try:
-                for entity in rows:
-                    order = entity["RowKey"][len(prefix):]
-                    yield Hit(order, entry_from_entity(order, entity, self.tenant_id))
+                for page in rows.by_page():
+                    if on_request is not None:
+                        on_request()
+                    for entity in page:
+                        order = entity["RowKey"][len(prefix):]
+                        yield Hit(order, entry_from_entity(order, entity, self.tenant_id))
             except ResourceNotFoundError:
                 continue  # dropped since the listing was cached
 

@@ -9,10 +9,12 @@ import re
 from ..errors import QueryError
 
 CURSOR = "cursor"  # the query parameter that carries it
-CURSOR_PATTERN = r"[A-Za-z0-9_-]{20,2000}"  # also the OpenAPI pattern
+CURSOR_PATTERN = r"[A-Za-z0-9_-]{19,2000}"  # also the OpenAPI pattern
 _CURSOR_TEXT = re.compile(CURSOR_PATTERN)
-# An order key (keys.order_key): ten digits of inverted time, then the escaped record id and organization.
-_ORDER_KEY = re.compile(r"[0-9]{10}[^/\\#?\x00-\x1f\x7f]{1,1100}")
+# An order key (keys.order_key): ten digits of inverted time, then the escaped record id and
+# organization; or the ten digits alone, a position between two seconds (a page whose budget ran
+# out between rows: service.Mark).
+_ORDER_KEY = re.compile(r"[0-9]{10}(?:[^/\\#?\x00-\x1f\x7f]{1,1100})?")
 
 
 def _checksum(payload: bytes) -> bytes:

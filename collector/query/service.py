@@ -1,12 +1,15 @@
 """Query plans run over the index views: JSON pages and exports, newest first, with stateless cursors.
 
-The only part of the query that reads storage, always through `AuditIndex.scan`.
+The only part of the query that reads storage, always through `AuditIndex.scan`, and always
+against a per-request `Budget` (budget.py): a page stops when its budget is spent, wherever it is,
+and its next key is the position reached, even when nothing matched.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from .. import keys
 from ..models import AuditEntry, View
 from ..timeutil import SystemClock
+from .budget import EXPORT_REQUESTS, PAGE_REQUESTS, PAGE_ROWS, PAGE_SECONDS, Budget
 from .matcher import matcher
 from .params import Params, QueryPlan, parse_request
 
@@ -27,14 +31,16 @@ if TYPE_CHECKING:
 
 PREFETCH_DAYS = 8  # day tables read ahead in parallel when a scan is sparse
 INDEX_EPOCH = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2286, 1, 1, tzinfo=UTC))  # what order keys can express
-Truncation = Literal["limit", "time"]
+# Why an export stopped early: its row limit, its time limit (Function App), or its storage request budget.
+Truncation = Literal["limit", "time", "requests"]
 
 
 class ViewIndex(Protocol):
     """What a query reads: `AuditIndex`'s view scans and its list of months."""
 
     def scan(self, view: View, start: datetime, end: datetime, *, value: str | None = None,
-             after: str | None = None, page_size: int = 1000) -> Iterator[Hit]: ...
+             after: str | None = None, page_size: int = 1000,
+             on_request: Callable[[], None] | None = None) -> Iterator[Hit]: ...
 
     def months(self) -> list[str]: ...
 
@@ -53,56 +59,91 @@ def day_windows(start: datetime, end: datetime) -> list[tuple[datetime, datetime
 
 
 @dataclass(frozen=True)
+class Mark:
+    """A position in a scan with no row: everything before `key` (in order-key order) has been read.
+
+    A chain yields one after each day window it finished, so a page whose budget runs out between
+    rows still knows how far it got. `key` is a bare ten-digit inverted time, which sorts after
+    every order key of that second and older ones, and before every key of the next older second.
+    """
+
+    key: str
+
+
+SPENT = Mark("")  # the budget ran out: the stream ends here, at the last key it yielded
+
+
+class _Spent(Exception):
+    """A chain was refused its next day window by the budget."""
+
+
+def window_mark(low: datetime) -> str:
+    """The Mark key after a finished day window starting at `low` (see Mark)."""
+    return f"{keys.INV_BASE - math.ceil(low.timestamp()) + 1:010d}"
+
+
+@dataclass(frozen=True)
 class Page:
     """One JSON page: the entries, and the order key to resume after (None on the last page)."""
 
     entries: list[AuditEntry]
     next_key: str | None
     scanned: int
+    requests: int = 0
 
 
 class Export:
-    """Every matching entry of a plan across pages, up to `limit` rows or `seconds` of scanning.
+    """Every matching entry of a plan across pages, up to `limit` rows, `seconds` of scanning or
+    EXPORT_REQUESTS storage requests.
 
-    Iterate it once; afterwards `truncated` says whether it stopped early ("limit" or "time") and
-    `next_key` is where a follow-up request (cursor) continues.
+    Iterate it once; afterwards `truncated` says whether it stopped early ("limit", "time" or
+    "requests") and `next_key` is where a follow-up request (cursor) continues.
     """
 
     def __init__(self, service: QueryService, plan: QueryPlan, limit: int, seconds: float | None) -> None:
         self.service, self.plan, self.limit, self.seconds = service, plan, limit, seconds
         self.rows = 0
         self.scanned = 0
+        self.requests = 0
         self.truncated: Truncation | None = None
         self.next_key: str | None = None
 
     def __iter__(self) -> Iterator[AuditEntry]:
         service, plan = self.service, self.plan
         match = matcher(plan)
-        deadline = None if self.seconds is None else service.timer() + self.seconds
+        budget = Budget(requests=service.export_requests, seconds=self.seconds, timer=service.timer)
         last_emitted: str | None = None
-        lookahead_deadline: float | None = None
-        lookahead_scanned = 0
-        for hit in service.hits(plan, page_size=1000):
-            self.scanned += 1
-            if lookahead_deadline is not None:
-                lookahead_scanned += 1
-            if match(hit.entry):
-                if self.rows >= self.limit:
-                    self._stop("limit", last_emitted)
+        position: str | None = None
+        looking_ahead = False
+        stream = service.hits(plan, budget, page_size=1000)
+        try:
+            for item in stream:
+                if item is SPENT:
+                    reason: Truncation = "limit" if looking_ahead else "time" if budget.out_of_time else "requests"
+                    self._stop(reason, position)
                     return
-                self.rows += 1
-                last_emitted = hit.key
-                yield hit.entry
-                if self.rows >= self.limit and lookahead_deadline is None:
-                    # One more match would mean truncation; bound that search like a JSON page.
-                    lookahead_deadline = service.timer() + service.scan_budget_seconds
-            if lookahead_deadline is not None and (lookahead_scanned >= service.scan_budget_rows
-                                                   or service.timer() > lookahead_deadline):
-                self._stop("limit", hit.key)
-                return
-            if deadline is not None and service.timer() > deadline:
-                self._stop("time", hit.key)
-                return
+                position = item.key
+                if not isinstance(item, Mark):
+                    self.scanned += 1
+                    budget.charge_row()
+                    if match(item.entry):
+                        if self.rows >= self.limit:
+                            self._stop("limit", last_emitted)
+                            return
+                        self.rows += 1
+                        last_emitted = item.key
+                        yield item.entry
+                        if self.rows >= self.limit and not looking_ahead:
+                            # One more match would mean truncation; bound that search like a JSON page.
+                            looking_ahead = True
+                            budget.narrow(requests=service.page_requests, rows=service.scan_budget_rows,
+                                          seconds=service.scan_budget_seconds)
+                if budget.spent:
+                    self._stop("limit" if looking_ahead else "time" if budget.out_of_time else "requests", position)
+                    return
+        finally:
+            stream.close()
+            self.requests = budget.requests
 
     def _stop(self, reason: Truncation, key: str | None) -> None:
         self.truncated = reason
@@ -112,10 +153,11 @@ class Export:
 class QueryService:
     """Runs query plans over the index views, newest first, with stateless cursors.
 
-    A JSON page stops scanning after `scan_budget_rows` rows or `scan_budget_seconds`, whichever
-    comes first, and then returns what it found (possibly nothing) with a next key at the last
-    scanned row: selective filters over long ranges stay responsive, and paging still reaches
-    every result.
+    A JSON page spends at most `page_requests` storage requests (day-table probes and pages),
+    `scan_budget_rows` scanned rows and `scan_budget_seconds`, whichever runs out first, and then
+    returns what it found (possibly nothing) with a next key at the position reached: selective
+    filters over long ranges, and values that match nothing, stay cheap per request, and paging
+    still reaches every result.
     """
 
     def __init__(
@@ -125,8 +167,10 @@ class QueryService:
         max_range_days: int = 31,
         max_export_rows: int = 1_000_000,
         clock: Clock | None = None,
-        scan_budget_rows: int = 50_000,
-        scan_budget_seconds: float = 2.0,
+        scan_budget_rows: int = PAGE_ROWS,
+        scan_budget_seconds: float = PAGE_SECONDS,
+        page_requests: int = PAGE_REQUESTS,
+        export_requests: int = EXPORT_REQUESTS,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.index = index
@@ -135,17 +179,27 @@ class QueryService:
         self.clock = clock or SystemClock()
         self.scan_budget_rows = scan_budget_rows
         self.scan_budget_seconds = scan_budget_seconds
+        self.page_requests = page_requests
+        self.export_requests = export_requests
         self.timer = timer
 
     def parse(self, params: Params) -> QueryPlan:
         return parse_request(params, now=self.clock.now(), max_range_days=self.max_range_days)
 
-    def hits(self, plan: QueryPlan, *, page_size: int = 1000) -> Generator[Hit, None, None]:
-        """Rows of the driving view in [start, end) after the plan's cursor, newest first (unfiltered).
+    def page_budget(self) -> Budget:
+        """A fresh budget for one JSON page."""
+        return Budget(requests=self.page_requests, rows=self.scan_budget_rows, seconds=self.scan_budget_seconds,
+                      timer=self.timer)
+
+    def hits(self, plan: QueryPlan, budget: Budget, *, page_size: int = 1000) -> Generator[Hit | Mark, None, None]:
+        """Rows of the driving view in [start, end) after the plan's cursor, newest first (unfiltered),
+        with a Mark after each finished day window and SPENT as the last item when `budget` stopped it.
 
         The range is read one UTC day at a time (the index has a table per day). A value whose days
         come back short is sparse, so the next days are fetched ahead in parallel (1, 2, 4 … up to
         PREFETCH_DAYS at a time): a rare user over a month costs a few round trips, not thirty.
+        Every storage request is charged to `budget`; each value's first day is read whatever the
+        budget says, so every page makes progress.
         """
         bounds = self._bounds(plan)
         if bounds is None:
@@ -158,46 +212,62 @@ class QueryService:
             return
         values: tuple[str | None, ...] = plan.users or plan.operations or (None,)
         pool = ThreadPoolExecutor(max_workers=PREFETCH_DAYS, thread_name_prefix="query-prefetch")
-        chains = [self._chain(pool, plan, value, windows, page_size) for value in values]
-        merged = chains[0] if len(chains) == 1 else heapq.merge(*chains, key=lambda hit: hit.key)
+        chains = [self._chain(pool, plan, value, windows, page_size, budget) for value in values]
+        merged = chains[0] if len(chains) == 1 else heapq.merge(*chains, key=lambda item: item.key)
         last = None
         try:
-            for hit in merged:
-                if hit.key != last:  # the same record cannot come twice, but be sure
-                    last = hit.key
-                    yield hit
+            for item in merged:
+                if item.key != last:  # the same record cannot come twice, but be sure (marks do)
+                    last = item.key
+                    yield item
+        except _Spent:
+            yield SPENT
         finally:
             for chain in chains:
                 chain.close()
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _chain(self, pool: ThreadPoolExecutor, plan: QueryPlan, value: str | None,
-               windows: list[tuple[datetime, datetime]], page_size: int) -> Generator[Hit, None, None]:
-        def first_page(lo: datetime, hi: datetime) -> tuple[list[Hit], Iterator[Hit] | None]:
-            rows = self.index.scan(plan.view, lo, hi, value=value, after=plan.after, page_size=page_size)
+               windows: list[tuple[datetime, datetime]], page_size: int,
+               budget: Budget) -> Generator[Hit | Mark, None, None]:
+        def first_page(lo: datetime, hi: datetime, forced: bool) -> tuple[list[Hit], Iterator[Hit] | None] | None:
+            if not forced and budget.spent:
+                return None  # queued before the budget ran out: skip without asking storage
+            rows = self.index.scan(plan.view, lo, hi, value=value, after=plan.after, page_size=page_size,
+                                   on_request=budget.charge_request)
             head = list(itertools.islice(rows, page_size))
             return head, (rows if len(head) == page_size else None)
 
-        pending: deque[Future[tuple[list[Hit], Iterator[Hit] | None]]] = deque()
+        pending: deque[tuple[Future[tuple[list[Hit], Iterator[Hit] | None] | None], datetime]] = deque()
         upcoming = iter(windows)
         ahead = 1
+        first = True
         try:
             while True:
-                while len(pending) < ahead:
+                while len(pending) < ahead and (first or not budget.spent):
                     window = next(upcoming, None)
                     if window is None:
                         break
-                    pending.append(pool.submit(first_page, *window))
+                    pending.append((pool.submit(first_page, *window, first), window[0]))
+                    first = False
                 if not pending:
-                    return
-                head, rest = pending.popleft().result()
+                    if next(upcoming, None) is None:
+                        return
+                    raise _Spent
+                future, low = pending.popleft()
+                result = future.result()
+                if result is None:
+                    raise _Spent
+                head, rest = result
                 yield from head
                 if rest is not None:
                     yield from rest  # a dense day: read the rest of it lazily
                 else:
                     ahead = min(PREFETCH_DAYS, ahead * 2)  # a short day: look further ahead
+                if low > windows[-1][0]:  # more windows follow
+                    yield Mark(window_mark(low))
         finally:
-            for future in pending:
+            for future, _low in pending:
                 future.cancel()
 
     def _bounds(self, plan: QueryPlan) -> tuple[datetime, datetime] | None:
@@ -213,28 +283,32 @@ class QueryService:
             end = min(end, keys.month_bounds(months[0])[1])
         return (start, end) if start < end else None
 
-    def page(self, plan: QueryPlan) -> Page:
+    def page(self, plan: QueryPlan, budget: Budget | None = None) -> Page:
         """Up to `plan.top` matching entries; `next_key` is None only when nothing more can match."""
+        budget = budget or self.page_budget()
         match = matcher(plan)
         page_size = 1000 if plan.residual else min(1000, plan.top + 1)
-        deadline = self.timer() + self.scan_budget_seconds
         entries: list[AuditEntry] = []
         last_emitted: str | None = None
-        scanned = 0
-        hits = self.hits(plan, page_size=page_size)
+        position: str | None = None
+        stream = self.hits(plan, budget, page_size=page_size)
         try:
-            for hit in hits:
-                scanned += 1
-                if match(hit.entry):
-                    if len(entries) == plan.top:  # one more match exists: there is a next page
-                        return Page(entries, last_emitted, scanned)
-                    entries.append(hit.entry)
-                    last_emitted = hit.key
-                if scanned >= self.scan_budget_rows or self.timer() > deadline:
-                    return Page(entries, hit.key, scanned)
+            for item in stream:
+                if item is SPENT:
+                    return Page(entries, position, budget.rows, budget.requests)
+                position = item.key
+                if not isinstance(item, Mark):
+                    budget.charge_row()
+                    if match(item.entry):
+                        if len(entries) == plan.top:  # one more match exists: there is a next page
+                            return Page(entries, last_emitted, budget.rows, budget.requests)
+                        entries.append(item.entry)
+                        last_emitted = item.key
+                if budget.spent:
+                    return Page(entries, position, budget.rows, budget.requests)
         finally:
-            hits.close()
-        return Page(entries, None, scanned)
+            stream.close()
+        return Page(entries, None, budget.rows, budget.requests)
 
     def export(self, plan: QueryPlan, *, seconds: float | None = None) -> Export:
         return Export(self, plan, self.max_export_rows, seconds)

@@ -1,0 +1,61 @@
+"""What one request may spend on storage: requests (day-table probes and pages), rows and seconds.
+
+A `Budget` is made per request and handed to whatever reads for it (today the index's day tables;
+later tier readers consume the same object). The readers charge it; the query service stops once
+it is spent and answers with what it found and a next link at the position reached, so one request
+never costs thousands of storage calls and paging still reaches every result.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+
+# A JSON page's budget (docs/powerbi.md "The query in one paragraph"): at most this many storage
+# requests, scanned rows and seconds. 100 requests cover a month of day probes for three values,
+# or 100 pages of a dense day; the worst page (50 values, one day each) still makes progress.
+PAGE_REQUESTS = 100
+PAGE_ROWS = 50_000
+PAGE_SECONDS = 2.0
+# An export's request budget: 1,000,000 rows are ~1,000 full pages, plus the continuation pages
+# Table storage returns at partition boundaries and the probes of sparse days.
+EXPORT_REQUESTS = 5_000
+
+
+class Budget:
+    """Counters against limits; `charge_request` is safe from several threads (read-ahead)."""
+
+    def __init__(self, *, requests: float = math.inf, rows: float = math.inf, seconds: float | None = None,
+                 timer: Callable[[], float] = time.monotonic) -> None:
+        self.max_requests, self.max_rows = requests, rows
+        self.timer = timer
+        self.deadline = None if seconds is None else timer() + seconds
+        self.requests = 0
+        self.rows = 0
+        self._lock = threading.Lock()
+
+    def charge_request(self) -> None:
+        """One storage request made (a day-table probe or a page of one)."""
+        with self._lock:
+            self.requests += 1
+
+    def narrow(self, *, requests: int, rows: int, seconds: float) -> None:
+        """Allow at most this much more from now on (an export looking for one more match)."""
+        self.max_requests = min(self.max_requests, self.requests + requests)
+        self.max_rows = min(self.max_rows, self.rows + rows)
+        deadline = self.timer() + seconds
+        self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
+
+    def charge_row(self) -> None:
+        self.rows += 1
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and self.timer() > self.deadline
+
+    @property
+    def spent(self) -> bool:
+        """Whether nothing more should be read for this request."""
+        return self.requests >= self.max_requests or self.rows >= self.max_rows or self.out_of_time
