@@ -33,7 +33,14 @@ from .timeutil import format_record_time
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 100  # entity group transaction: ≤ 100 operations, one partition (docs/storage-facts.md)
-MAX_TEXT = 1024  # `object` and `userAgent` are cut here in the index; the raw record is complete
+# Every text field is cut to MAX_TEXT characters in the index (the raw record in the archive stays
+# complete), so one absurd field can never push an entity past the Table service's 64 KiB per
+# property (docs/storage-facts.md): 10 fields of 1,024 characters are at most ~60 KiB even if every
+# character were a 6-byte JSON escape, and a payload still over MAX_PAYLOAD is packed again with
+# fields of SHORT_TEXT characters (well under the limit whatever the characters).
+MAX_TEXT = 1024
+SHORT_TEXT = 128
+MAX_PAYLOAD = 16 * 1024
 TABLE_CACHE_SECONDS = 30.0  # how long a scan trusts its list of day tables
 
 # Every index entity keeps its payload in one Edm.Binary property `d` holding a compact UTF-8 JSON
@@ -71,13 +78,13 @@ def _pack(values: list[Any]) -> bytes:
     return json.dumps([FORMAT, *values], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _unpack(entity: dict[str, Any], size: int) -> list[Any]:
+def _unpack(entity: dict[str, Any], size: int, optional: int = 0) -> list[Any]:
     payload = entity.get(PAYLOAD)
     try:
         values = json.loads(payload) if isinstance(payload, bytes | bytearray) else None
     except ValueError:  # not JSON (or not UTF-8)
         values = None
-    if not isinstance(values, list) or values[:1] != [FORMAT] or len(values) != size + 1:
+    if not isinstance(values, list) or values[:1] != [FORMAT] or not size + 1 <= len(values) <= size + 1 + optional:
         raise IndexFormatError(
             f"index entity {entity.get('PartitionKey')!r}/{entity.get('RowKey')!r} is not in index format {FORMAT} "
             "(written by another AuditKeep version?)"
@@ -86,19 +93,32 @@ def _unpack(entity: dict[str, Any], size: int) -> list[Any]:
 
 
 def view_payload(entry: AuditEntry, tenant_id: str) -> bytes:
-    """The normalized fields of a view (t, u, o) entity; `id` and `time` live in the RowKey."""
+    """The normalized fields of a view (t, u, o) entity; `id` and `time` live in the RowKey, except
+    an id too long for a key (keys.kid hashes it): then the id is an 11th element."""
     code = CONTENT_TYPE_CODES.index(entry.contentType) if entry.contentType in CONTENT_TYPE_CODES else entry.contentType
     # null: the deployment's own tenant (nearly every record), restored from tenant_id on reading
     org = None if tenant_id and entry.organizationId.lower() == tenant_id.lower() else entry.organizationId
-    return _pack([
-        entry.user, entry.operation, entry.object[:MAX_TEXT], entry.result, entry.clientIp,
-        entry.userAgent[:MAX_TEXT], entry.workload, entry.recordType, code, org,
-    ])
+    texts = [entry.user, entry.operation, entry.object, entry.result, entry.clientIp, entry.userAgent, entry.workload]
+    extra = [entry.id] if keys.is_hashed(keys.kid(entry.id)) else []
+    payload = b""
+    for limit in (MAX_TEXT, SHORT_TEXT):
+        cut = [text[:limit] for text in texts]
+        payload = _pack([*cut, entry.recordType, _clip(code, limit), _clip(org, limit), *(e[:limit] for e in extra)])
+        if len(payload) <= MAX_PAYLOAD:
+            break
+    return payload
+
+
+def _clip(value: str | int | None, limit: int) -> str | int | None:
+    return value[:limit] if isinstance(value, str) else value
 
 
 def entry_from_entity(order_key: str, entity: dict[str, Any], tenant_id: str) -> AuditEntry:
     when, record_id, _org = keys.split_order_key(order_key)
-    user, operation, obj, result, ip, agent, workload, record_type, code, org = _unpack(entity, 10)
+    values = _unpack(entity, 10, optional=1)
+    user, operation, obj, result, ip, agent, workload, record_type, code, org = values[:10]
+    if len(values) == 11:
+        record_id = values[10]  # an id too long for a key: the key holds its hash (keys.kid)
     return AuditEntry(
         id=record_id,
         time=format_record_time(when),
@@ -192,8 +212,9 @@ class AuditIndex:
         return sum(len(chunk) for _, chunk in batches)
 
     def _submit(self, table: str, chunk: list[dict[str, Any]]) -> None:
-        client = self.clients.get(table)
-        client.submit_transaction([("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in chunk])
+        operations = [("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in chunk]
+        # write: a day table dropped by prune-index in another process is recreated, not a failure
+        self.clients.write(table, lambda client: client.submit_transaction(operations))
 
     # ---------------------------------------------------------------- reading
 

@@ -48,8 +48,27 @@ def from_inv(number: int) -> datetime:
     return datetime.fromtimestamp(INV_BASE - number, UTC)
 
 
+# A record id or organization id goes into RowKeys verbatim (escaped) up to MAX_KEY_ID UTF-16 code
+# units; a longer one is replaced by HASHED + 40 hex digits of its SHA-256, so that no id can push
+# a key past the Table service's 1 KiB (docs/storage-facts.md) and poison its blob. "%Z" is never
+# written by escape_key (its % is always followed by two hex digits) nor read by unescape_key. The
+# index payload keeps the id itself (collector/index.py); the archive keeps the raw record.
+MAX_KEY_ID = 200
+HASHED = "%ZZ"
+
+
+def _bounded(escaped: str) -> str:
+    if len(escaped.encode("utf-16-le")) <= 2 * MAX_KEY_ID:
+        return escaped
+    return HASHED + hashlib.sha256(escaped.encode("utf-8")).hexdigest()[:40]
+
+
+def is_hashed(key: str) -> bool:
+    return key.startswith(HASHED)
+
+
 def kid(record_id: str) -> str:
-    return escape_key(record_id.lower())
+    return _bounded(escape_key(record_id.lower()))
 
 
 def org_suffix(organization_id: str, tenant_id: str) -> str:
@@ -59,7 +78,7 @@ def org_suffix(organization_id: str, tenant_id: str) -> str:
     the one organization every record of a single-tenant deployment shares.
     """
     org = organization_id.lower()
-    return "" if not org or org == tenant_id.lower() else "_" + escape_key(org)
+    return "" if not org or org == tenant_id.lower() else "_" + _bounded(escape_key(org))
 
 
 def order_key(when: datetime, record_id: str, organization_id: str, tenant_id: str) -> str:

@@ -5,14 +5,23 @@ It makes re-listing the overlap harmless (a blob already queued is not queued ag
 (docs/architecture.md, "Collector state"); nobody else reads them. One table per day of `contentCreated`; content lives 7 days, so tables older than
 LEDGER_DAYS are dropped whole (one call, no per-entity deletes).
 
-Field ownership avoids lost updates without ETags: the listing writes only `c` and `q`; the
-processor writes `s`, `d`, `n`, `b`, `e`. Both merge, so neither overwrites the other's news.
+Field ownership avoids lost updates without ETags: the listing writes only `c`, `q`, `u`, `x`;
+the processor writes `s`, `d`, `n`, `b`, `e`, `a`, `r`. Both merge, so neither overwrites the
+other's news. (One exception: content listed already past its contentExpiration is marked
+`expired` by the listing; no message, so no processor, ever touches it.)
+
+Columns: `c` contentCreated, `q` queuedAt (the last time the listing queued it), `u` contentUri and
+`x` contentExpiration (so a failed blob's message can be rebuilt when it is due again: healing.py),
+`s` status, `d` when the status was set, `n` records, `b` archive blob, `e` last error, `a` failed
+rounds (a round: one message's attempts up to AUDIT_MAX_DEQUEUE_COUNT), `r` when the next round may
+start. Rows of earlier versions lack `u`, `x`, `a`, `r`: they read as 0 rounds and due at once, and
+a failed one without `u` heals when the listing lists it again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +30,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from . import keys
+from .healing import RETRYABLE, is_due, next_retry
 from .models import ContentRef, LedgerStatus
 from .tables import TableClients
 from .timeutil import format_iso, parse_time
@@ -29,6 +39,7 @@ log = logging.getLogger(__name__)
 
 LEDGER_DAYS = 9
 TRANSACTION_LIMIT = 100  # entity group transaction: at most 100 operations
+DUE_LIMIT = 500  # failed blobs re-queued per listing run at most; the rest wait for the next run
 
 
 @dataclass(frozen=True)
@@ -63,8 +74,9 @@ class Ledger:
         self.clients.create(name)
         return self.clients.get(name)
 
-    def known(self, content_type: str, refs: list[ContentRef]) -> set[str]:
-        """contentIds among `refs` that the ledger already has (in any status)."""
+    def known(self, content_type: str, refs: list[ContentRef], now: datetime | None = None) -> set[str]:
+        """contentIds among `refs` that need no message: the ledger has them, and (given `now`) they
+        are not failed content due for another round (healing.is_due), which the listing queues again."""
         if not refs:
             return set()
         by_day: dict[datetime, list[ContentRef]] = {}
@@ -73,41 +85,89 @@ class Ledger:
             by_day.setdefault(day, []).append(ref)
         found: set[str] = set()
         for day_refs in by_day.values():
-            table = self._table(day_refs[0].content_created)
+            name = keys.ledger_table(self.prefix, day_refs[0].content_created)
             earliest = min(ref.content_created for ref in day_refs)
-            rows = table.query_entities(
-                "PartitionKey eq @pk and c ge @earliest",
-                parameters={"pk": content_type, "earliest": format_iso(earliest)},
-                select=["RowKey"],
-            )
             wanted = {keys.escape_key(ref.content_id): ref.content_id for ref in day_refs}
-            for row in rows:
-                if row["RowKey"] in wanted:
+
+            def query(table: TableClient, earliest: datetime = earliest) -> list[dict[str, Any]]:
+                return list(table.query_entities(
+                    "PartitionKey eq @pk and c ge @earliest",
+                    parameters={"pk": content_type, "earliest": format_iso(earliest)},
+                    select=["RowKey", "s", "q", "d", "r"]))
+
+            for row in self.clients.write(name, query):
+                if row["RowKey"] in wanted and not (now is not None and _due(row, now)):
                     found.add(wanted[row["RowKey"]])
         return found
+
+    def due(self, now: datetime, content_types: Iterable[str], *, limit: int = DUE_LIMIT) -> list[ContentRef]:
+        """Failed content whose next round is due (healing.is_due), oldest contentCreated day first,
+        rebuilt from the row (rows of earlier versions without `u` cannot be, and are left to the
+        listing's overlap)."""
+        wanted = set(content_types)
+        refs: list[ContentRef] = []
+        for offset in reversed(range(LEDGER_DAYS)):
+            name = keys.ledger_table(self.prefix, now - timedelta(days=offset))
+            retryable = sorted(status.value for status in RETRYABLE)
+            try:
+                rows = list(self.clients.get(name).query_entities(
+                    " or ".join(f"s eq @s{i}" for i in range(len(retryable))),
+                    parameters={f"s{i}": value for i, value in enumerate(retryable)},
+                    select=["PartitionKey", "RowKey", "s", "c", "q", "d", "r", "u", "x"]))
+            except ResourceNotFoundError:
+                continue  # no content was created that day (or it was pruned)
+            for row in rows:
+                if row["PartitionKey"] not in wanted or not row.get("u") or not row.get("c") or not _due(row, now):
+                    continue
+                created = parse_time(str(row["c"]))
+                expiration = _time(row.get("x")) or created + timedelta(days=7)
+                refs.append(ContentRef(str(row["PartitionKey"]), keys.unescape_key(str(row["RowKey"])),
+                                       str(row["u"]), created, expiration))
+                if len(refs) >= limit:
+                    return refs
+        return refs
 
     def mark_queued(self, refs: Iterable[ContentRef], now: datetime) -> None:
         """Record `refs` as queued; all of one content type (a transaction is one partition)."""
         groups: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
         for ref in refs:
             entity = {"PartitionKey": ref.content_type, "RowKey": keys.escape_key(ref.content_id),
-                      "c": format_iso(ref.content_created), "q": format_iso(now)}
+                      "c": format_iso(ref.content_created), "q": format_iso(now), "u": ref.content_uri,
+                      "x": format_iso(ref.content_expiration)}
             name = keys.ledger_table(self.prefix, ref.content_created)
             groups.setdefault(name, []).append(("upsert", entity, {"mode": UpdateMode.MERGE}))
         for name, operations in groups.items():
-            table = self._table_named(name)
             for i in range(0, len(operations), TRANSACTION_LIMIT):
-                table.submit_transaction(operations[i:i + TRANSACTION_LIMIT])
+                chunk = operations[i:i + TRANSACTION_LIMIT]
+                self.clients.write(name, _transaction(chunk))
 
     def status(self, ref: ContentRef) -> LedgerStatus | None:
+        row = self._row(ref)
+        return None if row is None else LedgerStatus(row.get("s") or LedgerStatus.QUEUED)  # the listing writes no `s`
+
+    def _row(self, ref: ContentRef) -> dict[str, Any] | None:
         try:
-            row = self._table(ref.content_created).get_entity(ref.content_type, keys.escape_key(ref.content_id))
+            row: dict[str, Any] = self._table(ref.content_created).get_entity(
+                ref.content_type, keys.escape_key(ref.content_id))
         except ResourceNotFoundError:
             return None
-        return LedgerStatus(row.get("s") or LedgerStatus.QUEUED)  # the listing writes no `s`
+        return row
+
+    def mark_failed(self, ref: ContentRef, now: datetime, *, error: str) -> datetime | None:
+        """One more failed round: status `failed`, `a` + 1, and `r` when the next round may start
+        (healing.next_retry); returns that time. Content settled meanwhile (a duplicate message
+        finished it) stays settled: returns None."""
+        row = self._row(ref) or {}
+        if (row.get("s") or LedgerStatus.QUEUED) in (LedgerStatus.DONE, LedgerStatus.EXPIRED):
+            return None
+        attempts = int(row.get("a") or 0) + 1
+        retry_at = next_retry(attempts, now, ref.content_expiration)
+        self.mark(ref, LedgerStatus.FAILED, now, error=error, attempts=attempts, retry_at=retry_at)
+        return retry_at
 
     def mark(self, ref: ContentRef, status: LedgerStatus, now: datetime, *, records: int | None = None,
-             blob: str | None = None, error: str | None = None) -> None:
+             blob: str | None = None, error: str | None = None, attempts: int | None = None,
+             retry_at: datetime | None = None) -> None:
         entity: dict[str, Any] = {"PartitionKey": ref.content_type, "RowKey": keys.escape_key(ref.content_id),
                                   "s": status.value, "d": format_iso(now)}
         if records is not None:
@@ -116,7 +176,12 @@ class Ledger:
             entity["b"] = blob
         if error is not None:
             entity["e"] = error[:1000]
-        self._table(ref.content_created).upsert_entity(entity, mode=UpdateMode.MERGE)
+        if attempts is not None:
+            entity["a"] = attempts
+        if retry_at is not None:
+            entity["r"] = format_iso(retry_at)
+        self.clients.write(keys.ledger_table(self.prefix, ref.content_created),
+                           lambda table: table.upsert_entity(entity, mode=UpdateMode.MERGE))
 
     def summaries(self, now: datetime, *, since: datetime) -> dict[str, LedgerSummary]:
         """Per content type (only those with settled blobs): records indexed since `since`, blobs
@@ -162,3 +227,13 @@ class Ledger:
 
 def _time(value: Any) -> datetime | None:  # Any: an entity property as the SDK returns it
     return parse_time(str(value)) if value else None
+
+
+def _transaction(operations: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> Callable[[TableClient], object]:
+    return lambda table: table.submit_transaction(operations)
+
+
+def _due(row: dict[str, Any], now: datetime) -> bool:
+    status = row.get("s")
+    return is_due(LedgerStatus(status) if status else None, retry_at=_time(row.get("r")),
+                  queued_at=_time(row.get("q")), failed_at=_time(row.get("d")), now=now)

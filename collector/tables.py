@@ -11,21 +11,31 @@ problem: their children re-link the parent's pipeline in the same order.
 
 Here every table client is built on its own, with policies of its own, and kept for reuse. All of
 them send through one shared connection pool, as the SDK's children do.
+
+Tables this process created are remembered (one create request per table and process), so a table
+that another process dropped meanwhile (`python -m collector prune-index`, the ledger's prune) is
+still believed to exist: `write` recreates it and sends the write once more when the service
+answers TableNotFound.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.core.pipeline.transport import HttpRequest, HttpResponse, HttpTransport, RequestsTransport
 from azure.core.rest import HttpRequest as RestHttpRequest
 from azure.core.rest import HttpResponse as RestHttpResponse
 from azure.data.tables import TableClient, TableServiceClient
 
+log = logging.getLogger(__name__)
+
 MAX_CACHED = 4096  # table clients kept; a long-lived worker touches ~5 new tables a day
+T = TypeVar("T")
 
 
 # RequestsTransport sends either request type (the legacy pipeline one and azure.core.rest's).
@@ -96,6 +106,22 @@ class TableClients:
         with self._lock:
             self._created.add(name)
 
+    def write(self, name: str, action: Callable[[TableClient], T]) -> T:
+        """`action(client)` on table `name`, created first if this process has not yet; when the
+        table turns out to be gone (dropped by another process since), create it and run `action`
+        once more. Writes are idempotent upserts, so running one twice is harmless."""
+        self.create(name)
+        try:
+            return action(self.get(name))
+        except HttpResponseError as exc:
+            if not table_missing(exc):
+                raise
+            log.warning("tables.recreate %s: dropped since this process created it", name, extra={"table": name})
+            with self._lock:
+                self._created.discard(name)
+            self.create(name)
+            return action(self.get(name))
+
     def delete(self, name: str) -> None:
         """Delete the table (nothing happens when it does not exist)."""
         self.get(name).delete_table()
@@ -107,3 +133,9 @@ class TableClients:
         """Names of the tables with low <= name < high."""
         return [table.name for table in self.service.query_tables(
             "TableName ge @low and TableName lt @high", parameters={"low": low, "high": high})]
+
+
+def table_missing(error: HttpResponseError) -> bool:
+    """The service said the table does not exist (a single write's 404 or a transaction's error)."""
+    code = getattr(error, "error_code", None)  # a TableErrorCode (a str enum) or a plain str
+    return code == "TableNotFound" or (code is None and "TableNotFound" in str(error))

@@ -62,3 +62,20 @@ def test_create_list_and_delete_tables(storage_connection_string: str, unique_pr
     assert clients.names(unique_prefix, f"{unique_prefix}~") == [f"{unique_prefix}20261102"]
     clients.create(f"{unique_prefix}20261101")  # deleted here, so asked for again
     assert len(clients.names(unique_prefix, f"{unique_prefix}~")) == 2
+
+
+def test_a_write_to_a_table_another_process_dropped_recreates_it(storage_connection_string: str, unique_prefix: str):
+    # prune-index (or the ledger's prune) in another process drops a table this process has
+    # already created and remembers: single writes and transactions must recreate it, not fail
+    # with TableNotFound for the rest of the process's life.
+    worker, pruner = (TableClients.from_connection_string(storage_connection_string) for _ in range(2))
+    worker.write(unique_prefix, lambda table: table.upsert_entity({"PartitionKey": "p", "RowKey": "before"}))
+
+    pruner.delete(unique_prefix)
+    worker.write(unique_prefix, lambda table: table.upsert_entity({"PartitionKey": "p", "RowKey": "single"}))
+    pruner.delete(unique_prefix)
+    worker.write(unique_prefix, lambda table: table.submit_transaction(
+        [("upsert", {"PartitionKey": "p", "RowKey": "batch"})]))
+
+    rows = pruner.get(unique_prefix).query_entities("PartitionKey eq 'p'")
+    assert [row["RowKey"] for row in rows] == ["batch"]
