@@ -3,7 +3,7 @@
 Functions:
 - collect_audit_logs   timer (%COLLECT_SCHEDULE%): lists new content and queues one message per blob
 - process_content_blob queue (%AUDIT_QUEUE_NAME%, connection AUDIT_STORAGE): fetch, archive, index
-- HTTP routes of the query API (see the section below)
+- HTTP routes of the query API (see the section below; they stream: HTTP streams)
 """
 
 from __future__ import annotations
@@ -36,38 +36,73 @@ def process_content_blob(message: func.QueueMessage) -> None:
 
 
 # ------------------------------------------------------------------ query API (HTTP)
-from collector import api  # noqa: E402 - this section's own import, kept with the routes it serves
+# HTTP streams (Microsoft's "Azure Functions HTTP trigger", section "HTTP streams"): the routes take
+# and return FastAPI types from azurefunctions-extensions-http-fastapi, so a CSV/NDJSON export goes
+# out chunk by chunk instead of being built in memory (1,000,000 rows are about 1 GB). It needs the
+# app setting PYTHON_ENABLE_INIT_INDEXING=1 (infra/modules/functionapp.bicep) and applies to every
+# HTTP function of the app: mixing streaming and classic HttpRequest functions is not supported.
+import asyncio  # noqa: E402 - this section's own imports, kept with the routes they serve
+from collections.abc import AsyncIterator, Iterable, Iterator  # noqa: E402
+from typing import cast  # noqa: E402
+
+import fastapi  # noqa: E402
+from azurefunctions.extensions.http.fastapi import Request, Response, StreamingResponse  # noqa: E402
+
+from collector import api  # noqa: E402
 
 
-# Thin adapters: func.HttpRequest → collector.api.Api → func.HttpResponse. The Python v2 model
-# cannot stream a response, so CSV/NDJSON exports are built in memory (bounded by
-# QUERY_MAX_EXPORT_ROWS and api.FUNCTION_EXPORT_SECONDS; truncation is signalled in the body and
-# the X-AuditKeep-Truncated header).
 def _query_api() -> api.Api:
     # The routes never touch the Management Activity API client, so they run without its credentials.
-    return api.Api(bootstrap.services, stream=False, export_seconds=api.FUNCTION_EXPORT_SECONDS)
+    # Exports stream; api.FUNCTION_EXPORT_SECONDS keeps each inside the front end's 230 s.
+    return api.Api(bootstrap.services, stream=True, export_seconds=api.FUNCTION_EXPORT_SECONDS)
 
 
-def _http_response(response: api.Response) -> func.HttpResponse:
-    return func.HttpResponse(body=response.read(), status_code=response.status, headers=response.headers,
-                             mimetype=response.mimetype, charset="utf-8")
+async def _chunks(body: Iterable[bytes]) -> AsyncIterator[bytes]:
+    """The body's chunks, each read on a worker thread: reading one means storage requests, which
+    must not block the event loop that serves the other requests."""
+    chunks: Iterator[bytes] = iter(body)
+    try:
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _http_response(response: api.Response) -> fastapi.Response:
+    headers = {k: v for k, v in response.headers.items() if k != "Content-Type"}
+    if isinstance(response.body, bytes):
+        return fastapi.Response(response.read(), status_code=response.status, headers=headers,
+                                media_type=response.headers.get("Content-Type"))
+    return fastapi.responses.StreamingResponse(_chunks(response.body), status_code=response.status, headers=headers,
+                                               media_type=response.headers.get("Content-Type"))
+
+
+def _request(req: Request) -> fastapi.Request:
+    # The worker passes a FastAPI (Starlette) request; the annotation must be the extension's type.
+    return cast(fastapi.Request, req)
 
 
 @app.route(route="audit", methods=["GET"])
-def query_audit_records(req: func.HttpRequest) -> func.HttpResponse:
-    return _http_response(_query_api().audit(dict(req.params), api.api_root(req.url, "audit")))
+async def query_audit_records(req: Request) -> StreamingResponse:
+    request = _request(req)
+    params = request.query_params.multi_items()
+    base = api.api_root(str(request.url), "audit")
+    return _http_response(await asyncio.to_thread(_query_api().audit, params, base))
 
 
 @app.route(route="audit/{id}", methods=["GET"])
-def get_audit_record(req: func.HttpRequest) -> func.HttpResponse:
-    return _http_response(_query_api().record(req.route_params.get("id", "")))
+async def get_audit_record(req: Request) -> Response:
+    record_id = _request(req).path_params.get("id", "")
+    return _http_response(await asyncio.to_thread(_query_api().record, record_id))
 
 
 @app.route(route="health", methods=["GET"])
-def get_health(req: func.HttpRequest) -> func.HttpResponse:
-    return _http_response(_query_api().health())
+async def get_health(req: Request) -> Response:
+    return _http_response(await asyncio.to_thread(_query_api().health))
 
 
 @app.route(route="openapi.json", methods=["GET"])
-def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return _http_response(api.openapi_response(api.api_root(req.url, "openapi.json")))
+async def get_openapi(req: Request) -> Response:
+    return _http_response(api.openapi_response(api.api_root(str(_request(req).url), "openapi.json")))

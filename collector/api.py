@@ -1,9 +1,11 @@
 """The HTTP contract of the query API, independent of any HTTP framework.
 
 `Api.handle(method, route, params, headers, base_url)` → `Response` (status, headers, and bytes or
-an iterator of bytes). `collector.serve` streams the iterator with chunked transfer; the Function
-App, which cannot stream, builds it with `stream=False` and gets the export materialized. Errors
-are JSON `{"error": {"code", "message"}}`; user input never causes a 500.
+an iterator of bytes). `collector.serve` streams the iterator with chunked transfer, and so does the
+Function App (HTTP streams, function_app.py), so an export holds one chunk in memory, never the
+whole. `stream=False` materializes it instead. Errors are JSON `{"error": {"code", "message"}}`;
+user input never causes a 500. The function key (`code`) is never echoed: not in next links, not
+in export bodies or headers.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, NotFoundError, QueryError, shown
 from .models import FIELDS, AuditEntry
-from .query.params import PASSTHROUGH, QueryPlan
+from .query.params import QueryPlan
 
 if TYPE_CHECKING:
     from .bootstrap import Services
@@ -34,8 +36,9 @@ CSV = "text/csv; charset=utf-8"
 NDJSON = "application/x-ndjson; charset=utf-8"
 CHUNK = 64 * 1024
 MAX_ID_LENGTH = 256
-# The Functions HTTP front end gives up on a request after 230 s: a materialized export stops
-# scanning well before that and says so (X-AuditKeep-Truncated: time).
+# The Functions HTTP front end gives up on a request after 230 s (docs/storage-facts.md "Azure
+# Functions limits"): an export in the Function App stops scanning well before that and says so in
+# its last line (reason "time"), with the link that continues it.
 FUNCTION_EXPORT_SECONDS = 180.0
 # Cells starting with these make Excel evaluate a formula (CSV injection): the CSV export prefixes
 # them with an apostrophe. JSON and NDJSON carry the values unchanged.
@@ -165,7 +168,9 @@ def truncation_note(export: Export, limit: int, next_url: str | None) -> dict[st
     """What a truncated export says about itself (the last NDJSON line; the last CSV row as text)."""
     why = (f"the export stopped at {export.rows} rows, the limit set by QUERY_MAX_EXPORT_ROWS ({limit})"
            if export.truncated == "limit" else
-           f"the export stopped after {export.rows} rows to finish within the HTTP time limit")
+           f"the export stopped after {export.rows} rows to finish within the HTTP time limit"
+           if export.truncated == "time" else
+           f"the export stopped after {export.rows} rows at the storage request budget of one response")
     note: dict[str, object] = {"reason": export.truncated, "rows": export.rows, "message": why + "; more rows may follow"}
     if next_url:
         note["nextLink"] = next_url
@@ -183,8 +188,9 @@ def openapi_response(base_url: str) -> Response:
 
 
 class Api:
-    """The query API's routes over one Services. `stream=False` materializes CSV/NDJSON exports
-    (the Function App), bounded by QUERY_MAX_EXPORT_ROWS and `export_seconds`."""
+    """The query API's routes over one Services. Exports are bounded by QUERY_MAX_EXPORT_ROWS, the
+    export request budget and `export_seconds` (the Function App's HTTP time limit); `stream=False`
+    materializes them and then also reports a truncation in headers."""
 
     def __init__(
         self,
@@ -272,10 +278,11 @@ class Api:
         began = time.monotonic()
         pairs = param_pairs(params)
         plan = self.query.parse(pairs)
-        passthrough = [(n, v) for n, v in pairs if n in PASSTHROUGH]
 
         def link(key: str) -> str:
-            query = urllib.parse.urlencode(plan.link_params(key) + passthrough, quote_via=urllib.parse.quote)
+            # Never the function key (`code`): a link is saved, logged and shared; clients send the
+            # key themselves on every request (x-functions-key, or Power Query's ApiKeyName).
+            query = urllib.parse.urlencode(plan.link_params(key), quote_via=urllib.parse.quote)
             return f"{base_url}/audit?{query}"
 
         if plan.format == "json":
@@ -283,21 +290,24 @@ class Api:
             body: dict[str, object] = {"value": [entry.as_dict() for entry in page.entries]}
             if page.next_key is not None:
                 body["@odata.nextLink"] = link(page.next_key)
-            log.info("query.served rows=%d scanned=%d next=%s", len(page.entries), page.scanned, page.next_key is not None,
+            log.info("query.served rows=%d scanned=%d requests=%d next=%s", len(page.entries), page.scanned,
+                     page.requests, page.next_key is not None,
                      extra={"route": "audit", "status": 200, "format": "json", "rows": len(page.entries),
-                            "scanned": page.scanned, "next": page.next_key is not None, "duration_ms": _elapsed_ms(began)})
+                            "scanned": page.scanned, "requests": page.requests, "next": page.next_key is not None,
+                            "duration_ms": _elapsed_ms(began)})
             return json_response(200, body)
         return self._export(plan, link, began)
 
     def _export(self, plan: QueryPlan, link: Callable[[str], str], began: float) -> Response:
-        export = self.query.export(plan, seconds=None if self.stream else self.export_seconds)
+        export = self.query.export(plan, seconds=self.export_seconds)
         limit = self.query.max_export_rows
 
         def note() -> dict[str, object] | None:
             """Evaluated once, after the last entry: the export's log line, and its truncation note."""
             log.info("query.exported rows=%d truncated=%s", export.rows, export.truncated,
                      extra={"route": "audit", "status": 200, "format": plan.format, "rows": export.rows,
-                            "scanned": export.scanned, "truncated": export.truncated, "duration_ms": _elapsed_ms(began)})
+                            "scanned": export.scanned, "requests": export.requests, "truncated": export.truncated,
+                            "duration_ms": _elapsed_ms(began)})
             if not export.truncated:
                 return None
             return truncation_note(export, limit, link(export.next_key) if export.next_key else None)

@@ -25,7 +25,7 @@ MAX_VALUE_LENGTH = 1024  # the index keeps `object` and `userAgent` up to 1,024 
 MAX_LIST_ITEMS = 50  # each user/operation value is one index scan
 FORMATS = ("json", "csv", "ndjson")
 # Query parameters that are not ours but may reach us: the Functions host's function key. The
-# parser ignores them; the HTTP layer carries them into next links.
+# parser ignores them, and nothing echoes them (next links, export notes and headers leave them out).
 PASSTHROUGH = ("code",)
 
 Kind = Literal["datetime", "list", "int-list", "text", "top", "format", "cursor"]

@@ -133,6 +133,12 @@ var monitoringSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
 }
 
+// HTTP streams (function_app.py streams exports): the Python worker indexes the FastAPI extension at
+// start-up only with this setting (Microsoft's "Azure Functions HTTP trigger", "Enable HTTP streams").
+var workerSettings = {
+  PYTHON_ENABLE_INIT_INDEXING: '1'
+}
+
 // Read by function_app.py's bindings: the timer schedule and the queue trigger connection AUDIT_STORAGE.
 var bindingSettings = {
   COLLECT_SCHEDULE: collectSchedule
@@ -165,7 +171,7 @@ var credentialReference = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretN
 var certificateSettings = m365AuthMode == 'certificate' ? { M365_CLIENT_CERTIFICATE: credentialReference } : {}
 var secretSettings = m365AuthMode == 'secret' ? { M365_CLIENT_SECRET: credentialReference } : {}
 
-var appSettings = union(hostStorageSettings, monitoringSettings, bindingSettings, collectorSettings, certificateSettings, secretSettings)
+var appSettings = union(hostStorageSettings, monitoringSettings, workerSettings, bindingSettings, collectorSettings, certificateSettings, secretSettings)
 
 var allowedApplicationsPolicy = empty(queryAuthAllowedApplications) ? {} : { allowedApplications: queryAuthAllowedApplications }
 var allowedPrincipalsPolicy = empty(queryAuthAllowedPrincipals) ? {} : { allowedPrincipals: { identities: queryAuthAllowedPrincipals } }

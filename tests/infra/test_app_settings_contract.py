@@ -23,6 +23,8 @@ PLATFORM_SETTINGS = {
     # Application Insights with Entra-authenticated ingestion.
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    # HTTP streams of the Python worker (function_app.py's FastAPI routes).
+    "PYTHON_ENABLE_INIT_INDEXING",
 }
 # Identity-based connection of the queue trigger (functions-reference: <CONNECTION>__queueServiceUri ...).
 QUEUE_CONNECTION_SETTINGS = {f"{settings.QUEUE_CONNECTION}__{part}" for part in ("queueServiceUri", "credential", "clientId")}
@@ -103,6 +105,13 @@ def test_managed_identity_mode_uses_the_identity_as_client() -> None:
     for name in ("AzureWebJobsStorage__clientId", f"{settings.QUEUE_CONNECTION}__clientId"):
         assert f"{name}: identityClientId" in text
     assert "APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'" in text
+
+
+def test_http_streams_are_enabled_for_the_python_worker() -> None:
+    # function_app.py's routes take and return FastAPI types (HTTP streams): without this setting
+    # the worker cannot index them and the app has no HTTP functions.
+    assert "PYTHON_ENABLE_INIT_INDEXING: '1'" in FUNCTION_APP.read_text()
+    assert "PYTHON_ENABLE_INIT_INDEXING" in _unconditional()
 
 
 def test_identity_connections_use_the_managed_identity() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import azure.functions as func
+import fastapi
 import pytest
 
 from collector import bootstrap
@@ -42,13 +45,38 @@ def services(dataset, monkeypatch) -> Iterator[object]:
     bootstrap.set_services(None)
 
 
-def call(name: str, path: str, params: dict[str, str] | None = None, route_params: dict[str, str] | None = None):
+@dataclass
+class Called:
+    """What a route returned, read the way the host reads it: chunk by chunk."""
+
+    status_code: int
+    headers: dict[str, str]
+    chunks: list[bytes]
+    streamed: bool
+
+    @property
+    def mimetype(self) -> str:
+        return self.headers["content-type"].split(";")[0]
+
+    def get_body(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def call(name: str, path: str, params: dict[str, str] | None = None, route_params: dict[str, str] | None = None) -> Called:
+    """Call the user function with a FastAPI request, as the worker does with HTTP streams."""
     query = urllib.parse.urlencode(params or {})
-    request = func.HttpRequest(method="GET", url=f"{HOST}/api/{path}" + (f"?{query}" if query else ""),
-                               params=params or {}, route_params=route_params or {}, body=b"")
-    response = functions()[name].get_user_function()(request)
-    assert isinstance(response, func.HttpResponse)
-    return response
+    scope = {"type": "http", "method": "GET", "scheme": "https", "path": f"/api/{path}", "root_path": "",
+             "query_string": query.encode(), "headers": [(b"host", urllib.parse.urlsplit(HOST).netloc.encode())],
+             "server": (urllib.parse.urlsplit(HOST).netloc, 443), "path_params": route_params or {}}
+
+    async def run() -> Called:
+        response = await functions()[name].get_user_function()(fastapi.Request(scope))
+        assert isinstance(response, fastapi.Response)
+        streamed = isinstance(response, fastapi.responses.StreamingResponse)
+        chunks = [chunk async for chunk in response.body_iterator] if streamed else [bytes(response.body)]
+        return Called(response.status_code, dict(response.headers), [bytes(c) for c in chunks], streamed)
+
+    return asyncio.run(run())
 
 
 def test_query_pages_follow_next_links(dataset, services):
@@ -64,30 +92,40 @@ def test_query_pages_follow_next_links(dataset, services):
         link = urllib.parse.urlsplit(body["@odata.nextLink"])
         assert f"{link.scheme}://{link.netloc}{link.path}" == f"{HOST}/api/audit"
         params = dict(urllib.parse.parse_qsl(link.query))
-        assert params["code"] == "the-function-key"
+        assert "code" not in params and "the-function-key" not in body["@odata.nextLink"]  # never echoed
+        params["code"] = "the-function-key"  # the client sends its key on every request
     assert [key_of_record(r) for r in records] == oracle(dataset.rows, WIDE_START, WIDE_END, lambda e: True)
 
 
-def test_csv_is_materialized_with_the_limit_header(dataset, services):
-    response = call("query_audit_records", "audit", {**WIDE, "format": "csv", "workload": "Exchange"})
-    assert response.status_code == 200
-    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
-    assert response.headers["X-AuditKeep-Export-Limit"] == "1000000"
-    assert "X-AuditKeep-Truncated" not in response.headers
-    text = response.get_body().decode("utf-8-sig")
-    assert text.count("\r\n") >= len(oracle(dataset.rows, WIDE_START, WIDE_END, lambda e: e.workload == "Exchange")) + 1
+def test_csv_streams_chunk_by_chunk_with_the_limit_header(dataset, services):
+    response = call("query_audit_records", "audit", {**WIDE, "format": "csv", "code": "the-function-key"})
+    assert response.status_code == 200 and response.streamed
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert response.headers["x-auditkeep-export-limit"] == "1000000"
+    assert "content-length" not in response.headers
+    # More than one chunk: the export is not built in memory first (api.CHUNK bytes at a time).
+    assert len(response.chunks) > 1 and all(len(c) < 2 * 64 * 1024 for c in response.chunks)
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(response.get_body().decode("utf-8-sig"), newline="")))
+    assert len(rows) - 1 == len(oracle(dataset.rows, WIDE_START, WIDE_END, lambda e: True))
 
 
-def test_export_cap_from_settings_sets_the_truncated_header(dataset):
+def test_export_cap_from_settings_ends_with_a_note_without_the_key(dataset):
     bootstrap.set_services(make_services({**dataset.env, "QUERY_MAX_EXPORT_ROWS": "3"}))
     try:
-        response = call("query_audit_records", "audit", {**WIDE, "format": "ndjson"})
+        response = call("query_audit_records", "audit", {**WIDE, "format": "ndjson", "code": "the-function-key"})
+        csv_response = call("query_audit_records", "audit", {**WIDE, "format": "csv", "code": "the-function-key"})
     finally:
         bootstrap.set_services(None)
     lines = response.get_body().decode().splitlines()
-    assert response.headers["X-AuditKeep-Truncated"] == "limit"
-    assert response.headers["Link"].startswith(f"<{HOST}/api/audit?")
-    assert len(lines) == 4 and json.loads(lines[-1])["@truncated"]["rows"] == 3
+    note = json.loads(lines[-1])["@truncated"]
+    assert len(lines) == 4 and note["rows"] == 3 and note["reason"] == "limit"
+    assert note["nextLink"].startswith(f"{HOST}/api/audit?")
+    for body in (response.get_body(), csv_response.get_body()):
+        assert b"the-function-key" not in body and b"code=" not in body
+    assert not any("the-function-key" in v for v in {**response.headers, **csv_response.headers}.values())
 
 
 def test_range_limit_from_settings(dataset):
