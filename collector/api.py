@@ -349,10 +349,19 @@ class Api:
             raise QueryError("id must be valid UTF-8 text", parameter="id", code="InvalidParameter") from None
         # Control characters (C0 and C1) cannot be in a Table key, and no audit record Id holds one:
         # answer without asking storage, which would refuse the key.
-        found = None if _CONTROL.search(record_id) else self.services.index.locate(record_id)
-        if found is None:
+        if _CONTROL.search(record_id):
             raise NotFoundError(f"no audit record with id {shown(record_id, 100)}")
-        blob, position = found
+        lookup = self.services.index.lookup(record_id)
+        if lookup.found is None:
+            if lookup.oldest_day is None:
+                where = "the index is empty"
+            else:
+                day = f"{lookup.oldest_day[:4]}-{lookup.oldest_day[4:6]}-{lookup.oldest_day[6:]}"
+                where = (f"searched the newest {lookup.days} days of the index, back to {day}; a lookup by id "
+                         "reads no older days" if lookup.more else
+                         f"searched all {lookup.days} days of the index, back to {day}")
+            raise NotFoundError(f"no audit record with id {shown(record_id, 100)} ({where})")
+        blob, position = lookup.found
         try:
             raw = self.services.archive.record(blob, position, record_id)
         except NotFoundError:

@@ -42,6 +42,11 @@ MAX_TEXT = 1024
 SHORT_TEXT = 128
 MAX_PAYLOAD = 16 * 1024
 TABLE_CACHE_SECONDS = 30.0  # how long a scan trusts its list of day tables
+# A lookup by Id reads the id tables of at most this many days (newest first; a year and a day)
+# with this many requests in flight: an unknown Id costs at most 2 × 366 requests, not two per day
+# of a many-year index.
+LOCATE_MAX_DAYS = 366
+LOCATE_THREADS = 16
 
 # Every index entity keeps its payload in one Edm.Binary property `d` holding a compact UTF-8 JSON
 # array. Billed size (docs/storage-facts.md "Billed entity size"): a String costs 4 bytes plus 2
@@ -72,6 +77,16 @@ class Hit:
 
     key: str
     entry: AuditEntry
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The answer of `AuditIndex.lookup`: where the record is, and how far back the search went."""
+
+    found: tuple[str, int] | None  # (archive blob, position in its JSON array)
+    days: int  # id tables read
+    oldest_day: str | None  # the oldest day (yyyyMMdd) read, None when none was
+    more: bool  # older days exist that were not read
 
 
 def _pack(values: list[Any]) -> bytes:
@@ -304,14 +319,25 @@ class AuditIndex:
         return sorted({day[:6] for day in self.tables(View.ID, refresh=True)}, reverse=True)
 
     def locate(self, record_id: str) -> tuple[str, int] | None:
-        """(archive blob, position) of a record by its Id: point reads of the id tables, newest day first."""
-        key = keys.kid(record_id)
-        if not key:
-            return None
-        days = sorted(self.tables(View.ID, refresh=True), reverse=True)
-        partition = keys.id_partition(key)
+        """(archive blob, position) of a record by its Id, or None (see `lookup`)."""
+        return self.lookup(record_id).found
 
-        def probe(day: str) -> tuple[str, int] | None:
+    def lookup(self, record_id: str, *, max_days: int = LOCATE_MAX_DAYS) -> Lookup:
+        """Find a record by its Id in the id tables of the newest `max_days` days, newest first.
+
+        At most two requests per day, LOCATE_THREADS at a time: a point read of the deployment's
+        own organization's key in every day first, then (only when that found nothing) a key-range
+        query per day for another organization's record with the same Id (its key carries an
+        `_org` suffix: the dedupe key is (OrganizationId, Id)). An unknown Id therefore costs at most
+        2 × max_days requests in about max_days / 8 round trips, and the answer says how far back
+        it looked.
+        """
+        key = keys.kid(record_id)
+        days = sorted(self.tables(View.ID, refresh=True), reverse=True)
+        searched = days[:max_days] if key else []
+        partition = keys.id_partition(key) if key else ""
+
+        def exact(day: str) -> tuple[str, int] | None:
             table = self.clients.get(keys.table_name(self.prefix, View.ID, day))
             try:
                 entity = table.get_entity(partition, key)
@@ -319,18 +345,24 @@ class AuditIndex:
                 return None
             return location_from_entity(entity)
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            for start in range(0, len(days), 32):  # newest first, 32 days per round
-                for found in pool.map(probe, days[start:start + 32]):
-                    if found is not None:
-                        return found
-        # Another organization's record with the same Id carries an `_org` suffix (dedupe key).
-        for day in days:
+        def other_org(day: str) -> tuple[str, int] | None:
             table = self.clients.get(keys.table_name(self.prefix, View.ID, day))
-            for entity in table.query_entities("RowKey gt @low and RowKey lt @high",
-                                               parameters={"low": key + "_", "high": key + "`"}):
-                return location_from_entity(entity)
-        return None
+            try:
+                for entity in table.query_entities("RowKey gt @low and RowKey lt @high",
+                                                   parameters={"low": key + "_", "high": key + "`"}):
+                    return location_from_entity(entity)
+            except ResourceNotFoundError:
+                pass  # dropped since the listing
+            return None
+
+        with ThreadPoolExecutor(max_workers=LOCATE_THREADS) as pool:
+            for probe in (exact, other_org):
+                for start in range(0, len(searched), 2 * LOCATE_THREADS):  # newest first, in rounds
+                    for found in pool.map(probe, searched[start:start + 2 * LOCATE_THREADS]):
+                        if found is not None:
+                            return Lookup(found, len(searched), searched[-1] if searched else None,
+                                          len(days) > len(searched))
+        return Lookup(None, len(searched), searched[-1] if searched else None, len(days) > len(searched))
 
     def drop_month(self, month: str) -> list[str]:
         """Delete a month's tables (one call per view and day): the cheap way to expire the index."""
