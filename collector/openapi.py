@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .models import FIELDS
+from .query.budget import EXPORT_REQUESTS, PAGE_REQUESTS, PAGE_ROWS, PAGE_SECONDS
 from .query.cursor import CURSOR_PATTERN
 from .query.params import DEFAULT_TOP, FORMATS, MAX_LIST_ITEMS, MAX_TOP, MAX_VALUE_LENGTH, PARAMETERS, TIME_PATTERN, Param
 
@@ -13,25 +14,29 @@ Microsoft 365 audit records collected by AuditKeep, newest first.
 
 **Paging.** A JSON page holds up to `top` records and, unless it is the last page, an absolute
 `@odata.nextLink` URL that repeats the query with `start`/`end` pinned and an opaque `cursor`.
-Follow it unchanged until a page has no `@odata.nextLink`. To keep every request short, a page
-stops scanning after a bounded amount of work (50,000 index rows or about 2 seconds): with a
-selective filter over a long range a page can then hold fewer than `top` records, even none, and
-still carry an `@odata.nextLink`. Keep following it: paging reaches every result.
+Follow it unchanged until a page has no `@odata.nextLink`. To keep every request short and cheap,
+a page stops after a bounded amount of work ({PAGE_REQUESTS} storage requests, {PAGE_ROWS:,} index rows or about
+{PAGE_SECONDS:.0f} seconds, whichever comes first): with a selective filter over a long range, or values that match
+nothing, a page can then hold fewer than `top` records, even none, and still carry an
+`@odata.nextLink`. Keep following it: paging reaches every result.
 
 **Exports.** `format=csv` and `format=ndjson` return every matching record in one response (no
 `top` cap), up to `QUERY_MAX_EXPORT_ROWS` rows (header `X-AuditKeep-Export-Limit`). When an
 export stops early, its last NDJSON line is `{{"@truncated": {{"reason", "rows", "message",
 "nextLink"}}}}` and its last CSV row holds a single cell starting with `@truncated:`;
-`nextLink` continues the export. The Function App builds the export in memory and also sets
-`X-AuditKeep-Truncated` (`limit`, or `time` when it stopped to stay inside the HTTP time limit)
-and a `Link: <…>; rel="next"` header. CSV is UTF-8 with a BOM, CRLF line ends and RFC 4180 quoting;
+`nextLink` continues the export. `reason` is `limit` (the row cap), `time` (the Function App
+stops after about three minutes to stay inside the HTTP time limit) or `requests` (an export makes
+at most {EXPORT_REQUESTS:,} storage requests). Exports stream in Azure as locally. CSV is UTF-8 with a BOM, CRLF line ends and RFC 4180 quoting;
 cells starting with `=`, `+`, `-`, `@`, tab or CR get a leading `'` so Excel does not evaluate them.
 
 **Ranges.** Without `user` or `operation`, `end - start` may span at most `QUERY_MAX_RANGE_DAYS`
-days (default 31). Unknown query parameters are refused (400), so a typo never widens a search.
+days (default 31; longer: 400 `RangeTooLarge`). With `user` or `operation` any range is allowed:
+each page is bounded by the budget above instead. Unknown query parameters are refused (400), so
+a typo never widens a search.
 
 **Authentication.** In Azure every route needs the function key, in the `x-functions-key` header
-(preferred) or the `code` query parameter. `python -m collector serve` (local) needs none.
+(preferred) or the `code` query parameter; responses never repeat the key, so a client sends it
+on every request, next links included. `python -m collector serve` (local) needs none.
 Records have exactly the fields {", ".join(f"`{f}`" for f in FIELDS)}.
 """
 
@@ -95,9 +100,11 @@ def document(server_url: str | None = None) -> dict[str, object]:
                         "headers": {
                             "X-AuditKeep-Export-Limit": {"description": "CSV/NDJSON: the QUERY_MAX_EXPORT_ROWS cap.",
                                                          "schema": {"type": "integer"}},
-                            "X-AuditKeep-Truncated": {"description": "Function App CSV/NDJSON only: `limit` or `time` "
-                                                      "when the export stopped early.",
-                                                      "schema": {"type": "string", "enum": ["limit", "time"]}},
+                            "X-AuditKeep-Truncated": {"description": "Only on a materialized (not streamed) export: "
+                                                      "`limit`, `time` or `requests` when it stopped early. Streamed "
+                                                      "exports (the Function App, `collector serve`) say so in their "
+                                                      "last line instead.",
+                                                      "schema": {"type": "string", "enum": ["limit", "time", "requests"]}},
                         },
                         "content": {
                             "application/json": {"schema": {"$ref": "#/components/schemas/AuditPage"}},
@@ -120,7 +127,8 @@ def document(server_url: str | None = None) -> dict[str, object]:
                             "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}},
                     "400": _error("The id is not valid text."),
                     "401": _UNAUTHORIZED,
-                    "404": _error("No record has this id."),
+                    "404": _error("No record has this id in the newest 366 days of the index (the message "
+                                  "says how far back it looked)."),
                     "500": _error("A server-side failure."),
                 },
             }},
@@ -181,7 +189,7 @@ def document(server_url: str | None = None) -> dict[str, object]:
                 "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key",
                                       "description": "Azure Functions function key (not needed by `collector serve`)."},
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code",
-                                     "description": "The function key as a query parameter (it then appears in nextLink URLs)."},
+                                     "description": "The function key as a query parameter (never repeated in nextLink URLs: send it on every request)."},
             },
         },
     }
