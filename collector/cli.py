@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .errors import AuthError, CollectorError, ConfigError, FatalApiError
+from .errors import AuthError, ConfigError, FatalApiError
 
 if TYPE_CHECKING:
     from .bootstrap import Services
@@ -55,17 +55,16 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     services = Services(Settings.from_env())
     services.api  # noqa: B018 - build it now: a missing credential fails at once (exit 2), before any storage request
-    ok = run_cycle(services, workers=args.workers, quiet=args.quiet)
-    while args.interval:
-        time.sleep(args.interval)
+    if not args.interval:
+        return 0 if run_cycle(services, workers=args.workers, quiet=args.quiet) else EXIT_PARTIAL
+    while True:  # --interval: only a configuration, authentication or fatal API error ends the loop
         try:
-            ok = run_cycle(services, workers=args.workers, quiet=args.quiet)
-        except (AuthError, FatalApiError):
+            run_cycle(services, workers=args.workers, quiet=args.quiet)
+        except (ConfigError, AuthError, FatalApiError):
             raise
-        except CollectorError as exc:  # keep looping through transient trouble; it is in the state
-            print(f"collect: cycle failed: {exc}", file=sys.stderr)
-            ok = False
-    return 0 if ok else EXIT_PARTIAL
+        except Exception as exc:  # noqa: BLE001 - transient trouble (API, storage, network): next cycle retries
+            print(f"collect: cycle failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        time.sleep(args.interval)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

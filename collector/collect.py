@@ -1,9 +1,10 @@
 """The two use cases of collection.
 
-- ListingService.run: the timer. Per content type: plan windows; then, oldest window first across
-  the types, list content, queue every blob the ledger has not seen, record it in the ledger, then
-  advance that type's checkpoint. Enqueue before ledger, ledger before checkpoint: a crash
-  anywhere re-does work, never skips it.
+- ListingService.run: the timer. First it queues again the failed content whose back-off is over
+  (healing.py). Per content type: plan windows; then, oldest window first across the types, list
+  content page by page, queue every blob the ledger has not seen, record it in the ledger, then
+  save that type's progress (the NextPageUri within a window, the checkpoint after its last page).
+  Enqueue before ledger, ledger before checkpoint: a crash anywhere re-does work, never skips it.
 - ContentProcessor.process: one queue message. Fetch (or re-read the archive), archive write-once,
   index, mark done. Archive before index, index before done.
 
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 from .errors import (
     AuthError,
     CollectorError,
+    ConfigError,
     ContentUnavailableError,
     FatalApiError,
     InvalidWindowError,
@@ -33,6 +35,7 @@ from .errors import (
     SubscriptionError,
 )
 from .index import IndexItem
+from .management_api import ContentPage
 from .models import ContentRef, LedgerStatus, Outcome, Window
 from .normalize import normalize_record
 from .settings import Settings
@@ -66,7 +69,8 @@ class ListingApi(Protocol):
 
     def start_subscription(self, content_type: str, deadline: float | None = None) -> None: ...
 
-    def list_content(self, content_type: str, window: Window, deadline: float | None = None) -> list[ContentRef]: ...
+    def list_pages(self, content_type: str, window: Window, deadline: float | None = None,
+                   next_page: str | None = None) -> Iterator[ContentPage]: ...
 
     def server_now(self) -> datetime: ...
 
@@ -76,7 +80,9 @@ class WorkQueue(Protocol):
 
 
 class ListingLedger(Protocol):
-    def known(self, content_type: str, refs: list[ContentRef]) -> set[str]: ...
+    def known(self, content_type: str, refs: list[ContentRef], now: datetime | None = None) -> set[str]: ...
+
+    def due(self, now: datetime, content_types: Iterable[str]) -> list[ContentRef]: ...
 
     def mark_queued(self, refs: Iterable[ContentRef], now: datetime) -> None: ...
 
@@ -98,6 +104,7 @@ class TypeReport:
     windows_done: int = 0
     listed: int = 0
     queued: int = 0
+    requeued: int = 0  # failed content queued again (healing.py), included in `queued`
     already_known: int = 0
     expired: int = 0
     lost: Window | None = None
@@ -125,11 +132,12 @@ class _TypeRun:
     report: TypeReport
     state: TypeState
     windows: list[Window] = field(default_factory=list)
+    stopped: bool = False  # the deadline came in the middle of a window: its progress is saved
 
     @property
     def next_window(self) -> Window | None:
         done = self.report.windows_done
-        return None if self.report.error or done >= len(self.windows) else self.windows[done]
+        return None if self.report.error or self.stopped or done >= len(self.windows) else self.windows[done]
 
 
 def _oldest_next(pending: list[_TypeRun]) -> _TypeRun:
@@ -142,16 +150,18 @@ class ListingService:
     """The timer: list new content for every content type and queue it (see module docstring)."""
 
     def __init__(self, settings: Settings, api: ListingApi, queue: WorkQueue, ledger: ListingLedger,
-                 state: CheckpointStore, *, clock: Clock | None = None) -> None:
+                 state: CheckpointStore, *, clock: Clock | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.api = api
         self.queue = queue
         self.ledger = ledger
         self.state = state
         self.clock = clock or SystemClock()
+        self.monotonic = monotonic  # the run's deadline clock (tests move it)
 
     def run(self, progress: Progress = _quiet) -> RunReport:
-        started = time.monotonic()
+        started = self.monotonic()
         deadline = started + self.settings.max_runtime_seconds
         now = self.clock.now()
         try:
@@ -169,13 +179,14 @@ class ListingService:
             for content_type in self.settings.content_types:
                 runs.append(_TypeRun(TypeReport(content_type), self.state.load(content_type).but(last_run_at=now)))
                 self._begin(runs[-1], now, subscriptions, deadline)
+            self._heal(runs, now)
             # Oldest window first, across content types (ties in configured order): a backfill queues
             # every type's oldest content before anybody's newer content, and the queue is roughly
             # first in, first out, so the queue function reaches the content nearest to expiry first
             # (content lives about 7 days: docs/api-behaviour.md "Content lifetime"). Type after type, the last type's oldest day would wait behind the
             # whole backfill of the others and could expire meanwhile.
             while pending := [run for run in runs if run.next_window is not None]:
-                if time.monotonic() > deadline:
+                if self.monotonic() > deadline:
                     for run in pending:
                         log.warning("collect.deadline %s stopped after %d of %d windows", run.report.content_type,
                                     run.report.windows_done, run.report.windows,
@@ -184,6 +195,11 @@ class ListingService:
                     break
                 self._step(_oldest_next(pending), now, deadline, progress)
             for run in runs:
+                if run.stopped:
+                    log.warning("collect.deadline %s stopped inside window %d of %d; resuming there next run",
+                                run.report.content_type, run.report.windows_done + 1, run.report.windows,
+                                extra={"contentType": run.report.content_type,
+                                       "windowsDone": run.report.windows_done, "windows": run.report.windows})
                 if run.report.windows_done == run.report.windows and not run.report.error:
                     run.state = run.state.but(last_success_at=now, last_error="")
         finally:
@@ -198,6 +214,7 @@ class ListingService:
                  sum(t.listed for t in report.types), len(report.types),
                  extra={"queued": report.queued, "listed": sum(t.listed for t in report.types),
                         "alreadyKnown": sum(t.already_known for t in report.types),
+                        "requeued": sum(t.requeued for t in report.types),
                         "expired": sum(t.expired for t in report.types),
                         "failedTypes": sum(1 for t in report.types if t.error), "durationMs": _ms(started)})
         failures = [t for t in report.types if t.fatal]
@@ -211,9 +228,13 @@ class ListingService:
         with self._failures_of(run, now):
             if subscriptions.get(content_type.lower()) != "enabled":
                 run.state = self._subscribe(content_type, run.state, now, deadline)
-            plan = plan_windows(run.state.cursor, now,
+            state = run.state
+            resume = (Window(state.page_start, state.page_end)
+                      if state.next_page and state.page_start is not None and state.page_end is not None else None)
+            plan = plan_windows(state.cursor, now,
                                 overlap=timedelta(minutes=self.settings.overlap_minutes),
-                                initial_lookback=timedelta(hours=self.settings.initial_lookback_hours))
+                                initial_lookback=timedelta(hours=self.settings.initial_lookback_hours),
+                                resume=resume)
             run.windows = plan.windows
             run.report.windows = len(plan.windows)
             if plan.lost is not None:
@@ -224,26 +245,107 @@ class ListingService:
                           extra={"contentType": content_type, "lostStart": plan.lost.start.isoformat(),
                                  "lostEnd": plan.lost.end.isoformat()})
 
+    def _heal(self, runs: list[_TypeRun], now: datetime) -> None:
+        """Queue again the failed content whose next round is due (healing.py): the ledger rebuilds
+        each message. Enqueue before ledger, as for new content. A failure here is logged and does
+        not stop the listing: the due content stays due for the next run."""
+        for run in runs:
+            if run.report.error:
+                continue
+            content_type = run.report.content_type
+            try:
+                due = self.ledger.due(now, [content_type])
+                for ref in due:
+                    self.queue.send(ref)
+                if due:
+                    self.ledger.mark_queued(due, now)
+            except (AuthError, ConfigError):
+                raise
+            except Exception:  # noqa: BLE001 - logged with its traceback; retried next run
+                log.exception("collect.requeue_failed %s", content_type, extra={"contentType": content_type})
+                continue
+            run.report.requeued += len(due)
+            run.report.queued += len(due)
+            if due:
+                log.warning("collect.content_requeued %s: %d failed blobs queued again", content_type, len(due),
+                            extra={"contentType": content_type, "requeued": len(due)})
+
     def _step(self, run: _TypeRun, now: datetime, deadline: float, progress: Progress) -> None:
-        """List one window of one content type, queue what is new, then move its checkpoint."""
+        """List one window of one content type page by page: queue what is new on each page, then
+        save the progress (the next page, or the checkpoint after the last page)."""
         report = run.report
         window = run.windows[report.windows_done]
         with self._failures_of(run, now):
-            refs, run.state = self._list(report.content_type, window, run.state, now, deadline)
-            self._queue(refs, report, now)
-            run.state = run.state.but(cursor=window.end)
-            self.state.save(run.state)  # the checkpoint moves only after the blobs are queued
+            listed = 0
+            for listed_window, page in self._pages(run, window, now, deadline):
+                self._queue(page.refs, report, now)
+                listed += len(page.refs)
+                if page.next_page is None:  # the checkpoint moves only after the window's blobs are queued
+                    run.state = run.state.but(cursor=listed_window.end, page_start=None, page_end=None, next_page="")
+                else:
+                    run.state = run.state.but(page_start=listed_window.start, page_end=listed_window.end,
+                                              next_page=page.next_page)
+                self.state.save(run.state)
+                if page.next_page is not None and self.monotonic() > deadline:
+                    run.stopped = True  # resumed from page.next_page by the next run
+                    return
             report.windows_done += 1
             progress(f"{report.content_type}: window {report.windows_done}/{report.windows} {window}: "
-                     f"{len(refs)} blobs listed, {report.queued} queued so far")
+                     f"{listed} blobs listed, {report.queued} queued so far")
+
+    def _pages(self, run: _TypeRun, window: Window, now: datetime,
+               deadline: float) -> Iterator[tuple[Window, ContentPage]]:
+        """The window's pages, from the saved next page if an earlier run stopped inside it, with the
+        recoveries of docs/api-behaviour.md "Error codes" (each at most once per window): AF20022 /
+        AF20023 start the subscription (within the 15-minute rule) and go on from the last page;
+        AF20031 (bad nextPage) lists the window again from its start; AF20055 / AF20030 clamp the
+        window to the server clock's 7-day edge."""
+        content_type = run.report.content_type
+        state = run.state
+        token = state.next_page if (state.next_page and state.page_start == window.start
+                                    and state.page_end == window.end) else None
+        tried: set[str] = set()
+        while True:
+            try:
+                for page in self.api.list_pages(content_type, window, deadline, next_page=token):
+                    yield window, page
+                    token = page.next_page
+                return
+            except SubscriptionError:
+                started = None if "subscribe" in tried else self._subscribe(content_type, run.state, now, deadline)
+                if started is None or started is run.state:
+                    raise  # started less than 15 minutes ago: the error stands, the next run retries
+                tried.add("subscribe")
+                run.state = started
+            except InvalidWindowError as exc:
+                if exc.code == "AF20031":  # a bad nextPage token: list the window again from its start ("Paging")
+                    if "restart" in tried:
+                        raise
+                    tried.add("restart")
+                    token = None
+                    continue
+                floor = (self.api.server_now() - RETENTION + RETENTION_SAFETY).replace(microsecond=0)
+                if "clamp" in tried or window.end <= floor:
+                    raise
+                tried.add("clamp")
+                log.warning("collect.window_clamped %s %s to start at %s (server clock)", content_type, window, floor,
+                            extra={"contentType": content_type, "windowStart": window.start.isoformat(),
+                                   "windowEnd": window.end.isoformat(), "clampedStart": floor.isoformat(),
+                                   "errorCode": exc.code})
+                window, token = Window(max(window.start, floor), window.end), None
 
     @contextlib.contextmanager
     def _failures_of(self, run: _TypeRun, now: datetime) -> Iterator[None]:
-        """A CollectorError ends this content type's part of the run (recorded in its state); the
-        others go on, except after an AuthError: the credentials will fail for every type."""
+        """Any failure ends this content type's part of the run and is recorded in its state
+        (lastError): a CollectorError, and as well a storage outage or any other surprise, so no
+        failure leaves the state looking healthy. The other types go on, except after an AuthError
+        or a ConfigError: they fail for every type."""
         try:
             yield
-        except CollectorError as exc:
+        except Exception as exc:
+            if not isinstance(exc, CollectorError):
+                log.exception("collect.type_failed_unexpectedly %s", run.report.content_type,
+                              extra={"contentType": run.report.content_type, "errorType": type(exc).__name__})
             report = run.report
             report.error = f"{exc.__class__.__name__}: {exc}"
             report.fatal = isinstance(exc, FatalApiError) and not isinstance(exc, SubscriptionError)
@@ -251,7 +353,7 @@ class ListingService:
             log.error("collect.type_failed %s: %s", report.content_type, report.error,
                       extra={"contentType": report.content_type, "errorType": type(exc).__name__,
                              "fatal": report.fatal, "windowsDone": report.windows_done, "windows": report.windows})
-            if isinstance(exc, AuthError):
+            if isinstance(exc, AuthError | ConfigError):
                 raise
 
     def _subscribe(self, content_type: str, state: TypeState, now: datetime, deadline: float) -> TypeState:
@@ -263,35 +365,10 @@ class ListingService:
         self.api.start_subscription(content_type, deadline)
         return state.but(last_subscribe_at=now)
 
-    def _list(self, content_type: str, window: Window, state: TypeState, now: datetime,
-              deadline: float) -> tuple[list[ContentRef], TypeState]:
-        try:
-            return self.api.list_content(content_type, window, deadline), state
-        except SubscriptionError:
-            # AF20022 / AF20023 (no subscription / disabled; docs/api-behaviour.md "Error codes"):
-            # (re)start it and try once more, but never more than one start
-            # per 15 minutes: until then the error stands and the next run retries.
-            started = self._subscribe(content_type, state, now, deadline)
-            if started is state:
-                raise
-            return self.api.list_content(content_type, window, deadline), started
-        except InvalidWindowError as exc:
-            if exc.code == "AF20031":  # a bad nextPage token: list the window again from its start ("Paging")
-                return self.api.list_content(content_type, window, deadline), state
-            # AF20055/AF20030: the server's clock disagrees with ours; clamp to its 7-day edge
-            # (docs/api-behaviour.md "Listing windows").
-            floor = (self.api.server_now() - RETENTION + RETENTION_SAFETY).replace(microsecond=0)
-            if window.end <= floor:
-                raise
-            log.warning("collect.window_clamped %s %s to start at %s (server clock)", content_type, window, floor,
-                        extra={"contentType": content_type, "windowStart": window.start.isoformat(),
-                               "windowEnd": window.end.isoformat(), "clampedStart": floor.isoformat(),
-                               "errorCode": exc.code})
-            return self.api.list_content(content_type, Window(max(window.start, floor), window.end), deadline), state
-
     def _queue(self, refs: list[ContentRef], report: TypeReport, now: datetime) -> None:
         report.listed += len(refs)
-        known = self.ledger.known(refs[0].content_type, refs) if refs else set()
+        # Failed content due for another round is not "known": listing it queues it again.
+        known = self.ledger.known(refs[0].content_type, refs, now) if refs else set()
         fresh = [ref for ref in refs if ref.content_id not in known]
         report.already_known += len(refs) - len(fresh)
         live = []
@@ -340,10 +417,13 @@ class ProcessingLedger(Protocol):
     def mark(self, ref: ContentRef, status: LedgerStatus, now: datetime, *, records: int | None = None,
              blob: str | None = None, error: str | None = None) -> None: ...
 
+    def mark_failed(self, ref: ContentRef, now: datetime, *, error: str) -> datetime | None: ...
+
 
 # A message for content the ledger already settled is a duplicate (the listing's overlap, a
-# redelivery after "done" but before the host deleted the message): nothing to do.
-SETTLED = frozenset({LedgerStatus.DONE, LedgerStatus.EXPIRED, LedgerStatus.MISSING})
+# redelivery after "done" but before the host deleted the message): nothing to do. `missing`
+# (written by earlier versions) is not settled: that content is tried again (healing.py).
+SETTLED = frozenset({LedgerStatus.DONE, LedgerStatus.EXPIRED})
 
 
 @dataclass
@@ -373,13 +453,30 @@ class ContentProcessor:
             return self._process(ref, dequeue_count)
         except Exception as exc:
             if dequeue_count >= self.settings.max_dequeue_count:
-                # Last attempt: the message goes to the poison queue; the ledger says why (health).
-                log.error("collect.content_failed %s %s after %d attempts: %s", ref.content_type, ref.content_id,
-                          dequeue_count, exc,
-                          extra={"contentType": ref.content_type, "contentId": ref.content_id,
-                                 "attempt": dequeue_count, "errorType": type(exc).__name__})
-                self.ledger.mark(ref, LedgerStatus.FAILED, self.clock.now(), error=f"{exc.__class__.__name__}: {exc}")
+                self._give_up(ref, exc, dequeue_count)
             raise
+
+    def _give_up(self, ref: ContentRef, exc: Exception, dequeue_count: int) -> None:
+        """The message's last attempt failed (it goes to the poison queue). The ledger says why and
+        when the listing queues the content again (healing.py); content past its contentExpiration
+        that was never archived can never heal and is counted as lost (`expired`) instead."""
+        now = self.clock.now()
+        error = f"{exc.__class__.__name__}: {exc}"
+        extra = {"contentType": ref.content_type, "contentId": ref.content_id, "attempt": dequeue_count,
+                 "errorType": type(exc).__name__}
+        try:
+            if ref.content_expiration <= now and self._archived(ref) is None:
+                log.error("collect.content_expired %s %s after %d attempts: %s", ref.content_type, ref.content_id,
+                          dequeue_count, exc, extra=extra)
+                self.ledger.mark(ref, LedgerStatus.EXPIRED, now, error=error)
+                return
+            retry_at = self.ledger.mark_failed(ref, now, error=error)
+        except Exception:  # noqa: BLE001 - the original failure is what gets raised; this one is logged
+            log.exception("collect.ledger_failed_mark %s %s", ref.content_type, ref.content_id, extra=extra)
+            return
+        log.error("collect.content_failed %s %s after %d attempts, retried from %s: %s", ref.content_type,
+                  ref.content_id, dequeue_count, retry_at.isoformat() if retry_at else "-", exc,
+                  extra={**extra, "retryAt": retry_at.isoformat() if retry_at else None})
 
     def _process(self, ref: ContentRef, dequeue_count: int = 1) -> ProcessResult:
         started = time.monotonic()
@@ -397,14 +494,16 @@ class ContentProcessor:
             except ContentUnavailableError as exc:
                 body = self._archived(ref)  # a duplicate message of a blob archived in time
                 if body is None:
-                    expired = exc.code == "AF20051" or ref.content_expiration <= now
-                    outcome, status = ((Outcome.EXPIRED, LedgerStatus.EXPIRED) if expired
-                                       else (Outcome.MISSING, LedgerStatus.MISSING))
-                    log.error("collect.content_%s %s %s: %s", outcome, ref.content_type, ref.content_id, exc,
+                    if exc.code != "AF20051" and ref.content_expiration > now:
+                        # AF20050 or a plain 404 while the content should still be there: a blob
+                        # not yet everywhere, a front end's hiccup. Retried (the host's attempts,
+                        # then healing.py) until its contentExpiration, never written off at once.
+                        raise
+                    log.error("collect.content_expired %s %s: %s", ref.content_type, ref.content_id, exc,
                               extra={"contentType": ref.content_type, "contentId": ref.content_id,
                                      "attempt": dequeue_count, "errorCode": exc.code})
-                    self.ledger.mark(ref, status, now, error=str(exc))
-                    return ProcessResult(ref.content_id, outcome)
+                    self.ledger.mark(ref, LedgerStatus.EXPIRED, now, error=str(exc))
+                    return ProcessResult(ref.content_id, Outcome.EXPIRED)
                 fetched = False
         records = parse_records(body, ref)
         if fetched:

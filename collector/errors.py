@@ -5,7 +5,8 @@
     ├── AuthError                   the token endpoint (msal) refused us; fatal for the run
     ├── UntrustedUrlError           the API handed us a URL on another host: the bearer token stays home
     ├── ManagementApiError          the Management Activity API answered with an error (.status, .code)
-    │   ├── TransientApiError       AF429, AF50000/5/6, 5xx, 408, timeouts: retried with back-off
+    │   ├── TransientApiError       408, 429, 5xx (any code), AF429, transport errors, bad JSON: retried
+    │   │   └── RetryAfterError     the server's Retry-After is longer than the run has left
     │   ├── SubscriptionError       AF20022 (none) / AF20023 (disabled): start the subscription, retry
     │   ├── InvalidWindowError      AF20030 / AF20055: the window was refused (clock skew?)
     │   ├── ContentUnavailableError AF20050 (unknown) / AF20051 (expired): skip the blob and count it
@@ -70,6 +71,11 @@ class TransientApiError(ManagementApiError):
     ) -> None:
         super().__init__(message, status=status, code=code)
         self.retry_after = retry_after
+
+
+class RetryAfterError(TransientApiError):
+    """The server asked (Retry-After) to wait longer than the caller's deadline allows: stop for now,
+    resume on the next run (the listing records this in the state's lastError)."""
 
 
 class SubscriptionError(ManagementApiError):

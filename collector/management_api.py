@@ -13,7 +13,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -26,6 +27,7 @@ from .errors import (
     FatalApiError,
     InvalidWindowError,
     ManagementApiError,
+    RetryAfterError,
     SubscriptionError,
     TransientApiError,
     UntrustedUrlError,
@@ -37,16 +39,31 @@ from .timeutil import Clock, SystemClock, as_utc, format_api_time
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
-MAX_BACKOFF = 60.0
+MAX_BACKOFF = 60.0  # the computed back-off; a server's Retry-After is honoured as given (within the deadline)
+MAX_RETRY_AFTER = 3600.0  # a Retry-After without a caller's deadline to bound it
+MIN_READ_TIMEOUT = 10.0  # a request started near the deadline still gets a fair chance to answer
 MAX_PAGES = 10_000  # a listing that never ends is a server bug (coe-starter-kit #3390): stop, don't spin
 
-# AF codes → what a client can do about them (docs/api-behaviour.md "Error codes"). Unknown codes
-# with 5xx are transient.
+# AF codes → what a client can do about them (docs/api-behaviour.md "Error codes"). The status
+# comes first: 408, 429 and every 5xx are transient whatever the code (a front end's 503 AF50001
+# is as passing as AF50000); the codes refine the 4xx answers.
 _TRANSIENT = {"AF429", "AF50000", "AF50005", "AF50006"}
 _SUBSCRIPTION = {"AF20022", "AF20023"}  # no subscription / disabled: start it, retry
 _WINDOW = {"AF20030", "AF20055", "AF20031"}  # window refused (clock skew?) / bad nextPage: re-list
 _UNAVAILABLE = {"AF20050", "AF20051"}  # content unknown / expired: skip the blob, count the loss
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+_TRANSIENT_STATUS = {408, 429}
+# Transport failures worth another try: a refused or reset connection, a timeout, a body cut off
+# mid-response (ChunkedEncodingError) or garbled (ContentDecodingError).
+_TRANSPORT = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+              requests.exceptions.ContentDecodingError)
+
+
+@dataclass(frozen=True)
+class ContentPage:
+    """One page of a content listing; `next_page` resumes the listing after it (None: the last page)."""
+
+    refs: list[ContentRef]
+    next_page: str | None
 
 
 def classify_error(response: requests.Response) -> ManagementApiError:
@@ -66,7 +83,7 @@ def classify_error(response: requests.Response) -> ManagementApiError:
         elif isinstance(body.get("Message"), str):  # 401: {"Message": "Authorization has been denied..."}
             message = body["Message"]
     text = f"HTTP {status}{' ' + code if code else ''}: {message}"
-    if code in _TRANSIENT or (code is None and status in _TRANSIENT_STATUS):
+    if status in _TRANSIENT_STATUS or status >= 500 or code in _TRANSIENT:
         return TransientApiError(text, status=status, code=code, retry_after=_retry_after(response))
     if code in _SUBSCRIPTION:
         return SubscriptionError(text, status=status, code=code)
@@ -74,8 +91,6 @@ def classify_error(response: requests.Response) -> ManagementApiError:
         return InvalidWindowError(text, status=status, code=code)
     if code in _UNAVAILABLE:
         return ContentUnavailableError(text, status=status, code=code)
-    if code is None and status >= 500:
-        return TransientApiError(text, status=status, code=code, retry_after=_retry_after(response))
     # AF10001 (no ActivityFeed.Read), AF20001-3 (client bug), AF20010-13 (tenant), AF20020-21
     # (content type, webhook), AF20052 (bad content id), 401 after a refresh, other 4xx.
     return FatalApiError(text, status=status, code=code)
@@ -122,7 +137,7 @@ class ManagementApiClient:
     # ------------------------------------------------------------ operations
 
     def list_subscriptions(self, deadline: float | None = None) -> list[dict[str, Any]]:
-        body = self._request("GET", f"{self.root}/subscriptions/list", deadline=deadline).json()
+        _, body = self._request_json("GET", f"{self.root}/subscriptions/list", deadline=deadline)
         return [item for item in body if isinstance(item, dict)] if isinstance(body, list) else []
 
     def start_subscription(self, content_type: str, deadline: float | None = None) -> None:
@@ -138,29 +153,38 @@ class ManagementApiClient:
     def list_content(self, content_type: str, window: Window, deadline: float | None = None) -> list[ContentRef]:
         """Every content blob of a window, following NextPageUri until the header is absent
         (docs/api-behaviour.md "Paging")."""
-        url = f"{self.root}/subscriptions/content"
-        params: dict[str, str] | None = {
+        refs = [ref for page in self.list_pages(content_type, window, deadline) for ref in page.refs]
+        refs.sort(key=lambda ref: (ref.content_created, ref.content_id))  # documented order, enforced
+        return refs
+
+    def list_pages(self, content_type: str, window: Window, deadline: float | None = None,
+                   next_page: str | None = None) -> Iterator[ContentPage]:
+        """The window's listing page by page (docs/api-behaviour.md "Paging"), from its start or
+        from `next_page` (a NextPageUri an earlier page gave): a caller can queue each page and
+        save where it got to, so a window too big for one run still advances every run."""
+        url = next_page or f"{self.root}/subscriptions/content"
+        params: dict[str, str] | None = None if next_page else {
             "contentType": content_type,
             "startTime": format_api_time(window.start),
             "endTime": format_api_time(window.end),
         }
-        refs: list[ContentRef] = []
         for _ in range(MAX_PAGES):
-            response = self._request("GET", url, params=params, deadline=deadline)
-            body = response.json()
+            response, body = self._request_json("GET", url, params=params, deadline=deadline)
             if not isinstance(body, list):
-                raise FatalApiError(f"content listing returned {type(body).__name__}, expected a list", status=response.status_code)
-            refs.extend(ContentRef.from_listing(item) for item in body if isinstance(item, dict))
+                raise TransientApiError(f"content listing returned {type(body).__name__}, expected a list",
+                                        status=response.status_code)
+            refs = [ContentRef.from_listing(item) for item in body if isinstance(item, dict)]
+            refs.sort(key=lambda ref: (ref.content_created, ref.content_id))  # documented order, enforced
             # The docs once said NextPageUrl; the service sends NextPageUri (MicrosoftDocs PR #7).
             # An empty page may still carry the header: keep going until it is absent.
-            next_page = response.headers.get("NextPageUri") or response.headers.get("NextPageUrl")
-            if not next_page:
-                break
-            url, params = next_page, None
-        else:
-            raise FatalApiError(f"content listing of {content_type} {window} did not end after {MAX_PAGES} pages")
-        refs.sort(key=lambda ref: (ref.content_created, ref.content_id))  # documented order, enforced
-        return refs
+            following = response.headers.get("NextPageUri") or response.headers.get("NextPageUrl") or None
+            if following:
+                self.check_url(following)  # refuse a foreign host before anyone saves or follows it
+            yield ContentPage(refs, following)
+            if not following:
+                return
+            url, params = following, None
+        raise FatalApiError(f"content listing of {content_type} {window} did not end after {MAX_PAGES} pages")
 
     def fetch_content(self, content_uri: str, deadline: float | None = None) -> bytes:
         """The content blob's body: a JSON array of records (docs/api-behaviour.md "Content blobs").
@@ -197,6 +221,13 @@ class ManagementApiClient:
             merged["PublisherIdentifier"] = self.settings.publisher_id
         return merged
 
+    def _request_json(self, method: str, url: str, *, params: dict[str, str] | None = None,
+                      deadline: float | None = None) -> tuple[requests.Response, Any]:
+        """A request whose 2xx body must be JSON; a body that is not (cut off, an HTML error page
+        from a front end) is a transient failure and retried like one."""
+        response = self._request(method, url, params=params, deadline=deadline, parse_json=True)
+        return response, response.json()
+
     def _request(
         self,
         method: str,
@@ -205,6 +236,7 @@ class ManagementApiClient:
         params: dict[str, str] | None = None,
         deadline: float | None = None,
         json_body: Any = None,
+        parse_json: bool = False,
     ) -> requests.Response:
         self.check_url(url)
         query = self._params_for(url, params)
@@ -221,13 +253,16 @@ class ManagementApiClient:
                     data=json.dumps(json_body) if json_body is not None else None,
                     timeout=(CONNECT_TIMEOUT, self._read_timeout(deadline)), allow_redirects=False,
                 )
-            except (requests.Timeout, requests.ConnectionError) as exc:
+            except _TRANSPORT as exc:
                 error: ManagementApiError = TransientApiError(f"{method} {_short(url)}: {exc.__class__.__name__}")
             else:
                 self._note_server_time(response)
                 if response.status_code < 300:
-                    return response
-                if response.status_code in (301, 302, 303, 307, 308):
+                    if not parse_json or _is_json(response):
+                        return response
+                    error = TransientApiError(f"{method} {_short(url)}: HTTP {response.status_code} with a body "
+                                              "that is not JSON", status=response.status_code)
+                elif response.status_code in (301, 302, 303, 307, 308):
                     error = FatalApiError(f"unexpected redirect {response.status_code} from {_short(url)}",
                                           status=response.status_code)
                 elif response.status_code == 401 and not refreshed:
@@ -244,6 +279,11 @@ class ManagementApiClient:
                 raise error
             wait = self._backoff(attempt, error.retry_after)
             if deadline is not None and time.monotonic() + wait > deadline:
+                if error.retry_after is not None:
+                    # The server's own wait: honoured, never shortened, so stop here and resume next run.
+                    raise RetryAfterError(f"{error} (Retry-After {error.retry_after:.0f} s is more than this run "
+                                          "has left: resuming on the next run)", status=error.status,
+                                          code=error.code, retry_after=error.retry_after) from error
                 raise error
             log.warning("api.retry %s %s after %s (attempt %d, waiting %.1f s)", method, _short(url), error, attempt, wait,
                         extra={"method": method, "endpoint": _short(url), "status": error.status,
@@ -252,14 +292,15 @@ class ManagementApiClient:
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(retry_after, MAX_BACKOFF)
+            return min(retry_after, MAX_RETRY_AFTER)  # the deadline check in _request bounds it further
         # Exponential back-off with jitter (2.0, not 2: int ** int is typed Any, it may be a fraction).
         return min(MAX_BACKOFF, self.backoff_base * 2.0 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
     def _read_timeout(self, deadline: float | None) -> float:
         if deadline is None:
             return self.settings.http_timeout_seconds
-        return max(1.0, min(self.settings.http_timeout_seconds, deadline - time.monotonic()))
+        left = deadline - time.monotonic()
+        return min(self.settings.http_timeout_seconds, max(MIN_READ_TIMEOUT, left))
 
     def _note_server_time(self, response: requests.Response) -> None:
         date = response.headers.get("Date")
@@ -270,6 +311,14 @@ class ManagementApiClient:
         except (TypeError, ValueError):
             return
         self.server_offset = as_utc(server) - self.clock.now()
+
+
+def _is_json(response: requests.Response) -> bool:
+    try:
+        response.json()
+    except ValueError:  # requests' JSONDecodeError, and a body that is not UTF-8
+        return False
+    return True
 
 
 def _short(url: str) -> str:

@@ -25,6 +25,12 @@ class TypeState:
     last_error_at: datetime | None = None
     last_subscribe_at: datetime | None = None
     lost_before: datetime | None = None  # newest start of content that aged out before we listed it
+    # A window listed in part (the run's deadline came between two pages): its bounds and the
+    # NextPageUri to resume from. Every blob of the pages before it is queued; the cursor moves to
+    # page_end once the last page is queued.
+    page_start: datetime | None = None
+    page_end: datetime | None = None
+    next_page: str = ""
 
     def but(self, **changes: Any) -> TypeState:
         return replace(self, **changes)
@@ -33,6 +39,7 @@ class TypeState:
 _FIELDS = {
     "cursor": "cursor", "last_run_at": "lastRunAt", "last_success_at": "lastSuccessAt",
     "last_error_at": "lastErrorAt", "last_subscribe_at": "lastSubscribeAt", "lost_before": "lostBefore",
+    "page_start": "pageStart", "page_end": "pageEnd",
 }
 
 
@@ -61,7 +68,7 @@ class StateStore:
 
     def save(self, state: TypeState) -> None:
         entity: dict[str, Any] = {"PartitionKey": self.tenant_id, "RowKey": state.content_type,
-                                  "lastError": state.last_error}
+                                  "lastError": state.last_error, "nextPage": state.next_page}
         for attr, name in _FIELDS.items():
             value = getattr(state, attr)
             entity[name] = format_iso(value) if value is not None else ""
@@ -73,4 +80,5 @@ def _from_row(content_type: str, row: dict[str, Any]) -> TypeState:
     for attr, name in _FIELDS.items():
         text = row.get(name) or ""
         values[attr] = parse_time(text) if text else None
-    return TypeState(content_type, last_error=row.get("lastError", "") or "", **values)
+    return TypeState(content_type, last_error=row.get("lastError", "") or "",
+                     next_page=row.get("nextPage", "") or "", **values)

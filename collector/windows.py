@@ -33,10 +33,20 @@ def plan_windows(
     *,
     overlap: timedelta,
     initial_lookback: timedelta,
+    resume: Window | None = None,
 ) -> Plan:
-    """Windows covering [start, now): start = cursor − overlap, or now − initial_lookback on the first run."""
+    """Windows covering [start, now): start = cursor − overlap, or now − initial_lookback on the first run.
+
+    `resume` is a window an earlier run listed in part (TypeState.page_start/page_end): it comes
+    first, as it was, and the windows after it start at its end, so a run picks up where the last
+    one stopped instead of listing the overlap and the same first pages again. A resumed window
+    that reaches past the 7-day edge is dropped (its paging token would be refused anyway).
+    """
     now = now.replace(microsecond=0)
     floor = now - RETENTION + RETENTION_SAFETY
+    if resume is not None and resume.start >= floor and resume.end <= now:
+        rest = plan_windows(resume.end, now, overlap=timedelta(0), initial_lookback=initial_lookback)
+        return Plan([resume, *rest.windows])
     wanted = (cursor - overlap) if cursor is not None else now - min(initial_lookback, RETENTION)
     wanted = wanted.replace(microsecond=0)
     lost = None

@@ -8,13 +8,15 @@ the next matching calls raise, one each.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from collector.errors import NotFoundError
+from collector.healing import is_due, next_retry
 from collector.index import IndexItem
+from collector.management_api import ContentPage
 from collector.models import ContentRef, LedgerStatus, Window
 from collector.state import TypeState
 
@@ -66,7 +68,11 @@ def ref(content_type: str, n: int, created: datetime, *, lifetime: timedelta = t
 
 
 class FakeListingApi:
-    """ListingApi: content blobs per content type, listed by contentCreated in [start, end)."""
+    """ListingApi: content blobs per content type, listed by contentCreated in [start, end), in
+    pages of `page_size` (None: one page). A page's NextPageUri is "page:N" (N: the next page's
+    number). Faults: "list_content" (key: content type) fails the first page of a listing,
+    "list_page" (key: "{content type}#{N}") page N ≥ 1. `on_page` runs as each page is served
+    (a test's deadline clock can move there)."""
 
     def __init__(self, journal: Journal, *, subscriptions: dict[str, str] | None = None,
                  server_offset: timedelta = timedelta(0), now: datetime | None = None) -> None:
@@ -76,6 +82,8 @@ class FakeListingApi:
         self.blobs: dict[str, list[ContentRef]] = {}
         self.server_offset = server_offset
         self.now = now
+        self.page_size: int | None = None
+        self.on_page: Callable[[int], None] = lambda _number: None
 
     def add(self, *refs: ContentRef) -> None:
         for item in refs:
@@ -91,11 +99,26 @@ class FakeListingApi:
         self.faults.check("start_subscription", content_type)
         self.subscriptions[content_type] = "enabled"
 
-    def list_content(self, content_type: str, window: Window, deadline: float | None = None) -> list[ContentRef]:
-        self.journal.add("api.list_content", content_type, window)
-        self.faults.check("list_content", content_type)
-        listed = [b for b in self.blobs.get(content_type, []) if window.start <= b.content_created < window.end]
-        return sorted(listed, key=lambda b: (b.content_created, b.content_id))
+    def list_pages(self, content_type: str, window: Window, deadline: float | None = None,
+                   next_page: str | None = None) -> Iterator[ContentPage]:
+        listed = sorted((b for b in self.blobs.get(content_type, []) if window.start <= b.content_created < window.end),
+                        key=lambda b: (b.content_created, b.content_id))
+        size = self.page_size or max(len(listed), 1)
+        pages = [listed[i:i + size] for i in range(0, len(listed), size)] or [[]]
+        number = int(next_page.removeprefix("page:")) if next_page else 0
+        while True:
+            if number == 0:
+                self.journal.add("api.list_content", content_type, window)
+                self.faults.check("list_content", content_type)
+            else:
+                self.journal.add("api.list_page", content_type, window, number)
+                self.faults.check("list_page", f"{content_type}#{number}")
+            following = f"page:{number + 1}" if number + 1 < len(pages) else None
+            self.on_page(number)  # the time the page took to arrive
+            yield ContentPage(pages[number], following)
+            if following is None:
+                return
+            number += 1
 
     def server_now(self) -> datetime:
         assert self.now is not None, "set FakeListingApi.now to use the server clock"
@@ -118,29 +141,48 @@ class FakeQueue:
 
 @dataclass
 class Entry:
+    ref: ContentRef | None = None  # what the listing recorded (the real ledger's c, u, x)
     status: LedgerStatus = LedgerStatus.QUEUED
     records: int | None = None
     blob: str | None = None
     error: str | None = None
+    queued_at: datetime | None = None
+    settled_at: datetime | None = None
+    attempts: int = 0
+    retry_at: datetime | None = None
+
+    def due(self, now: datetime) -> bool:
+        return is_due(self.status, retry_at=self.retry_at, queued_at=self.queued_at, failed_at=self.settled_at,
+                      now=now)
 
 
 class FakeLedger:
-    """ListingLedger and ProcessingLedger: one Entry per (content type, content id)."""
+    """ListingLedger and ProcessingLedger: one Entry per (content type, content id), with the real
+    ledger's rules for what is due again (collector/healing.py)."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.faults = Faults()
         self.entries: dict[tuple[str, str], Entry] = {}
 
-    def known(self, content_type: str, refs: list[ContentRef]) -> set[str]:
+    def known(self, content_type: str, refs: list[ContentRef], now: datetime | None = None) -> set[str]:
         self.journal.add("ledger.known", content_type, tuple(r.content_id for r in refs))
-        return {r.content_id for r in refs if (content_type, r.content_id) in self.entries}
+        return {r.content_id for r in refs if (entry := self.entries.get((content_type, r.content_id))) is not None
+                and not (now is not None and entry.due(now))}
+
+    def due(self, now: datetime, content_types: Iterable[str]) -> list[ContentRef]:
+        wanted = set(content_types)
+        self.journal.add("ledger.due", tuple(sorted(wanted)))
+        self.faults.check("due", "")
+        return [entry.ref for (content_type, _), entry in self.entries.items()
+                if content_type in wanted and entry.ref is not None and entry.due(now)]
 
     def mark_queued(self, refs: Iterable[ContentRef], now: datetime) -> None:
         refs = list(refs)
         self.journal.add("ledger.mark_queued", tuple(r.content_id for r in refs))
         for item in refs:
-            self.entries.setdefault((item.content_type, item.content_id), Entry())
+            entry = self.entries.setdefault((item.content_type, item.content_id), Entry())
+            entry.ref, entry.queued_at = item, now
 
     def mark(self, ref: ContentRef, status: LedgerStatus, now: datetime, *, records: int | None = None,
              blob: str | None = None, error: str | None = None) -> None:
@@ -148,9 +190,21 @@ class FakeLedger:
         self.faults.check("mark", ref.content_id)
         entry = self.entries.setdefault((ref.content_type, ref.content_id), Entry())
         entry.status = status
+        entry.settled_at = now
         entry.records = records if records is not None else entry.records
         entry.blob = blob if blob is not None else entry.blob
         entry.error = error if error is not None else entry.error
+
+    def mark_failed(self, ref: ContentRef, now: datetime, *, error: str) -> datetime | None:
+        self.journal.add("ledger.mark_failed", ref.content_id)
+        self.faults.check("mark", ref.content_id)
+        entry = self.entries.setdefault((ref.content_type, ref.content_id), Entry())
+        if entry.status in (LedgerStatus.DONE, LedgerStatus.EXPIRED):
+            return None
+        entry.status, entry.settled_at, entry.error = LedgerStatus.FAILED, now, error
+        entry.attempts += 1
+        entry.retry_at = next_retry(entry.attempts, now, ref.content_expiration)
+        return entry.retry_at
 
     def prune(self, now: datetime) -> list[str]:
         self.journal.add("ledger.prune")

@@ -35,6 +35,13 @@ def envelope(code, message="m"):
         (503, None, TransientApiError, None),
         (408, None, TransientApiError, None),
         (502, {"unexpected": True}, TransientApiError, None),
+        # Status first: 408, 429 and 5xx are transient whatever the code says (issue 12).
+        (503, envelope("AF50001", "Service unavailable"), TransientApiError, "AF50001"),
+        (500, envelope("AF20052"), TransientApiError, "AF20052"),
+        (429, envelope("AF99999"), TransientApiError, "AF99999"),
+        (408, envelope("AF20001"), TransientApiError, "AF20001"),
+        (400, envelope("AF99999"), FatalApiError, "AF99999"),  # an unknown 4xx code stays fatal
+        (404, None, FatalApiError, None),  # fetch_content makes this ContentUnavailableError
         (400, envelope("AF20022"), SubscriptionError, "AF20022"),
         (400, envelope("AF20023", "The subscription was disabled."), SubscriptionError, "AF20023"),
         (400, envelope("AF20055"), InvalidWindowError, "AF20055"),

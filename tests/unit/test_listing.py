@@ -18,12 +18,31 @@ from collector.models import LedgerStatus, Window
 from collector.settings import Settings
 from collector.state import TypeState
 from collector.windows import RETENTION, RETENTION_SAFETY
-from tests.unit.fakes import FakeLedger, FakeListingApi, FakeQueue, FakeStateStore, FixedClock, Journal, ref
+from tests.unit.fakes import (
+    Entry,
+    FakeLedger,
+    FakeListingApi,
+    FakeQueue,
+    FakeStateStore,
+    FixedClock,
+    Journal,
+    ref,
+)
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 SP, EX = "Audit.SharePoint", "Audit.Exchange"
 W1, W2 = Window(NOW - 2 * DAY, NOW - DAY), Window(NOW - DAY, NOW)  # a 48 h first run: two windows
+
+
+class Ticker:
+    """The run's deadline clock (ListingService's `monotonic` seam): moves only when told."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def __call__(self) -> float:
+        return self.value
 
 
 class Rig:
@@ -36,8 +55,16 @@ class Rig:
         self.queue = FakeQueue(self.journal)
         self.ledger = FakeLedger(self.journal)
         self.state = FakeStateStore(self.journal, *states)
-        settings = Settings(content_types=types, initial_lookback_hours=lookback_hours, overlap_minutes=60)
-        self.service = ListingService(settings, self.api, self.queue, self.ledger, self.state, clock=FixedClock(NOW))
+        self.settings = Settings(content_types=types, initial_lookback_hours=lookback_hours, overlap_minutes=60,
+                                 max_runtime_seconds=240)
+        self.ticker = Ticker()
+        self.service = self.new_service()
+
+    def new_service(self, now: datetime = NOW) -> ListingService:
+        """A fresh service (as the next timer run builds it) over the same stores."""
+        self.ticker = Ticker()
+        return ListingService(self.settings, self.api, self.queue, self.ledger, self.state, clock=FixedClock(now),
+                              monotonic=self.ticker)
 
     def listed(self) -> list[tuple[str, Window]]:
         return [(call[1], call[2]) for call in self.journal.named("api.list_content")]
@@ -187,6 +214,7 @@ def test_af20022_while_listing_starts_the_subscription_and_lists_again():
 
     assert rig.journal.named("api.start_subscription", "api.list_content") == [
         ("api.list_content", SP, W2), ("api.start_subscription", SP), ("api.list_content", SP, W2)]
+    assert rig.queue.sent[0].content_id == f"{SP}-001"
     assert report.ok and report.queued == 1
 
 
@@ -255,3 +283,115 @@ def test_an_interval_older_than_the_api_keeps_is_reported_lost():
     assert report.types[0].lost == Window(cursor, floor)
     assert rig.state.states[SP].lost_before == floor
     assert rig.listed()[0] == (SP, Window(floor, floor + DAY))
+
+
+# ------------------------------------------------------------------ issue 12: nothing stalls, nothing vanishes
+
+
+def failed_entry(item, *, failed_at, retry_at, attempts=1, queued_at=None):  # type: ignore[no-untyped-def]
+    return Entry(ref=item, status=LedgerStatus.FAILED, error="TransientApiError: HTTP 503", attempts=attempts,
+                 queued_at=queued_at or failed_at - HOUR, settled_at=failed_at, retry_at=retry_at)
+
+
+def test_failed_content_is_queued_again_once_its_back_off_is_over_even_outside_the_overlap():
+    rig = Rig(TypeState(SP, cursor=NOW - timedelta(minutes=5)), types=(SP,))
+    old = ref(SP, 1, NOW - 2 * DAY)  # long before the overlap: no listing will ever show it again
+    waiting = ref(SP, 2, NOW - 2 * DAY)
+    rig.ledger.entries[(SP, old.content_id)] = failed_entry(old, failed_at=NOW - HOUR, retry_at=NOW - HOUR / 2)
+    rig.ledger.entries[(SP, waiting.content_id)] = failed_entry(waiting, failed_at=NOW - HOUR, retry_at=NOW + HOUR)
+
+    report = rig.service.run()
+
+    assert [r.content_id for r in rig.queue.sent] == [old.content_id]  # the exact message, rebuilt
+    assert rig.queue.sent == [old]
+    assert rig.journal.named("queue.send", "ledger.mark_queued")[:2] == [
+        ("queue.send", old.content_id), ("ledger.mark_queued", (old.content_id,))]  # enqueue before ledger
+    assert (report.types[0].requeued, report.types[0].queued) == (1, 1)
+
+    rig.service = rig.new_service(NOW + timedelta(minutes=5))
+    rig.service.run()  # its new message is on its way: not queued a second time
+    assert rig.queue.sent == [old]
+
+
+def test_failed_content_listed_in_the_overlap_is_queued_again_when_due_but_only_once():
+    rig = Rig(TypeState(SP, cursor=NOW - timedelta(minutes=5)), types=(SP,))
+    item = ref(SP, 1, NOW - timedelta(minutes=30))
+    rig.api.add(item)
+    legacy = Entry(status=LedgerStatus.MISSING, settled_at=NOW - HOUR)  # an earlier version's row: no uri, no `r`
+    rig.ledger.entries[(SP, item.content_id)] = legacy
+
+    report = rig.service.run()
+
+    assert rig.queue.sent == [item]
+    assert (report.types[0].queued, report.types[0].already_known) == (1, 0)
+
+
+def test_failed_content_not_yet_due_stays_known_to_the_listing():
+    rig = Rig(TypeState(SP, cursor=NOW - timedelta(minutes=5)), types=(SP,))
+    item = ref(SP, 1, NOW - timedelta(minutes=30))
+    rig.api.add(item)
+    rig.ledger.entries[(SP, item.content_id)] = failed_entry(item, failed_at=NOW - HOUR, retry_at=NOW + HOUR)
+
+    report = rig.service.run()
+
+    assert rig.queue.sent == [] and report.types[0].already_known == 1
+
+
+def test_a_window_that_outlasts_the_run_saves_its_paging_and_the_next_run_goes_on_from_there():
+    rig = Rig(types=(SP,), lookback_hours=24)
+    blobs = [ref(SP, i, W2.start + HOUR + i * timedelta(minutes=1)) for i in range(5)]
+    rig.api.add(*blobs)
+    rig.api.page_size = 2
+
+    def slow_page(number: int) -> None:
+        rig.ticker.value += 250  # every page outlasts the run's whole 240 s
+
+    rig.api.on_page = slow_page
+    first = rig.service.run()
+
+    assert [r.content_id for r in rig.queue.sent] == [b.content_id for b in blobs[:2]]
+    saved = rig.state.states[SP]
+    assert (saved.cursor, saved.page_start, saved.page_end, saved.next_page) == (None, W2.start, W2.end, "page:1")
+    assert first.types[0].windows_done == 0 and first.types[0].error == ""
+    assert rig.journal.named("queue.send", "ledger.mark_queued", "state.save")[:4] == [
+        ("queue.send", blobs[0].content_id), ("queue.send", blobs[1].content_id),
+        ("ledger.mark_queued", (blobs[0].content_id, blobs[1].content_id)), ("state.save", SP, None)]
+
+    for _ in range(2):  # each later run gets one page further: every run advances
+        rig.journal.calls.clear()
+        rig.service = rig.new_service()
+        rig.service.run()
+        assert [call[:4] for call in rig.journal.named("api.list_content", "api.list_page")][0][0] == "api.list_page"
+
+    assert [r.content_id for r in rig.queue.sent] == [b.content_id for b in blobs]  # each exactly once
+    done = rig.state.states[SP]
+    assert (done.cursor, done.next_page, done.page_start) == (NOW, "", None)
+
+
+def test_a_page_that_fails_mid_window_keeps_the_pages_before_it_and_the_error():
+    rig = Rig(types=(SP,), lookback_hours=24)
+    blobs = [ref(SP, i, W2.start + HOUR + i * timedelta(minutes=1)) for i in range(4)]
+    rig.api.add(*blobs)
+    rig.api.page_size = 2
+    rig.api.faults.fail("list_page", f"{SP}#1", TransientApiError("HTTP 503 AF50001: busy", status=503))
+
+    report = rig.service.run()
+
+    assert report.types[0].error == "TransientApiError: HTTP 503 AF50001: busy"
+    saved = rig.state.states[SP]
+    assert (saved.next_page, saved.last_error, saved.cursor) == ("page:1", report.types[0].error, None)
+    rig.service = rig.new_service()
+    assert rig.service.run().ok
+    assert [r.content_id for r in rig.queue.sent] == [b.content_id for b in blobs]
+
+
+def test_a_storage_failure_while_queueing_is_recorded_in_the_types_state():
+    rig = Rig(types=(SP, EX), lookback_hours=24)
+    rig.api.add(ref(SP, 1, W2.start + HOUR), ref(EX, 1, W2.start + HOUR))
+    rig.queue.faults.fail("send", f"{SP}-001", ConnectionResetError("queue service unreachable"))
+
+    report = rig.service.run()
+
+    assert rig.state.states[SP].last_error == "ConnectionResetError: queue service unreachable"
+    assert rig.state.states[SP].cursor is None
+    assert rig.state.states[EX].cursor == NOW and report.types[1].error == ""

@@ -121,7 +121,7 @@ def test_an_archive_failure_indexes_nothing():
     assert rig.index.writes == []
 
 
-@pytest.mark.parametrize("settled", [LedgerStatus.DONE, LedgerStatus.EXPIRED, LedgerStatus.MISSING])
+@pytest.mark.parametrize("settled", [LedgerStatus.DONE, LedgerStatus.EXPIRED])
 def test_a_duplicate_message_of_settled_content_is_skipped(settled: LedgerStatus):
     rig = Rig()
     rig.ledger.mark(rig.ref, settled, NOW)
@@ -155,38 +155,94 @@ def test_content_the_api_no_longer_has_is_indexed_from_its_archived_copy():
 
 
 @pytest.mark.parametrize(
-    ("code", "lifetime", "outcome"),
-    [("AF20051", timedelta(days=7), Outcome.EXPIRED),  # the API says expired
-     ("AF20050", timedelta(days=7), Outcome.MISSING),  # unknown to the API, not yet expired
-     ("AF20050", timedelta(minutes=30), Outcome.EXPIRED),  # unknown, but past its contentExpiration
-     (None, timedelta(days=7), Outcome.MISSING)],  # a plain 404
+    ("code", "lifetime"),
+    [("AF20051", timedelta(days=7)),  # the API says expired
+     ("AF20050", timedelta(minutes=30)),  # unknown, and past its contentExpiration
+     (None, timedelta(minutes=30))],  # a plain 404 past its contentExpiration
 )
-def test_unavailable_content_without_an_archived_copy_is_recorded_expired_or_missing(
-        code: str | None, lifetime: timedelta, outcome: Outcome):
+def test_unavailable_content_past_its_expiration_without_an_archived_copy_is_counted_expired(
+        code: str | None, lifetime: timedelta):
     rig = Rig()
     gone = ref(SP, 2, NOW - timedelta(hours=1), lifetime=lifetime)
     rig.api.faults.fail("fetch_content", gone.content_uri, ContentUnavailableError("gone", status=400, code=code))
 
     result = rig.process(target=gone)
 
-    assert result.outcome is outcome
+    assert result.outcome is Outcome.EXPIRED
     assert rig.steps() == ["ledger.status", "api.fetch_content", "archive.read", "ledger.mark"]
     entry = rig.ledger.entry(gone)
-    assert (entry.status, entry.error) == (LedgerStatus(outcome.value), "gone")
+    assert (entry.status, entry.error) == (LedgerStatus.EXPIRED, "gone")
     assert rig.index.writes == []
 
 
-def test_a_failure_on_the_last_attempt_marks_the_ledger_failed_and_still_raises():
+@pytest.mark.parametrize(("code", "status"), [("AF20050", 400), (None, 404)])
+def test_a_404_or_af20050_before_the_expiration_is_retried_not_written_off(code: str | None, status: int):
+    rig = Rig()
+    rig.api.faults.fail("fetch_content", rig.ref.content_uri,
+                        *[ContentUnavailableError("not there (yet)", status=status, code=code)] * MAX_ATTEMPTS)
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        with pytest.raises(ContentUnavailableError):
+            rig.process(dequeue_count=attempt)
+        if attempt < MAX_ATTEMPTS:
+            assert rig.ledger.entry(rig.ref).status is LedgerStatus.QUEUED  # the host retries the message
+
+    entry = rig.ledger.entry(rig.ref)  # poisoned, but due again in 15 minutes (healing.py)
+    assert (entry.status, entry.attempts, entry.retry_at) == (LedgerStatus.FAILED, 1, NOW + timedelta(minutes=15))
+    assert rig.ledger.due(NOW + timedelta(minutes=15), [SP]) == [rig.ref]
+
+    rig.journal.calls.clear()  # the listing queued it again; this time the API has it
+    assert rig.process().outcome is Outcome.INDEXED
+    assert rig.ledger.entry(rig.ref).status is LedgerStatus.DONE
+
+
+def test_content_an_earlier_version_wrote_off_as_missing_is_fetched_when_queued_again():
+    rig = Rig()
+    rig.ledger.mark(rig.ref, LedgerStatus.MISSING, NOW - timedelta(hours=1), error="HTTP 404")
+
+    assert rig.process().outcome is Outcome.INDEXED
+    assert rig.ledger.entry(rig.ref).status is LedgerStatus.DONE
+
+
+def test_a_failure_on_the_last_attempt_marks_the_ledger_failed_with_a_retry_time_and_still_raises():
     rig = Rig()
     rig.archive.blobs[rig.archive.name(rig.ref)] = (BODY, 3)
-    rig.index.faults.fail("write", "", RuntimeError("boom"))
+    rig.index.faults.fail("write", "", RuntimeError("boom"), RuntimeError("boom again"))
 
     with pytest.raises(RuntimeError, match="boom"):
         rig.process(dequeue_count=MAX_ATTEMPTS)
 
-    assert rig.journal.calls[-1] == ("ledger.mark", rig.ref.content_id, LedgerStatus.FAILED)
+    assert rig.journal.calls[-1] == ("ledger.mark_failed", rig.ref.content_id)
     entry = rig.ledger.entry(rig.ref)
-    assert (entry.status, entry.error) == (LedgerStatus.FAILED, "RuntimeError: boom")
+    assert (entry.status, entry.error, entry.attempts, entry.retry_at) == (
+        LedgerStatus.FAILED, "RuntimeError: boom", 1, NOW + timedelta(minutes=15))
+
+    rig.clock.value = NOW + timedelta(minutes=20)  # the second round fails too: the back-off doubles
+    with pytest.raises(RuntimeError, match="boom again"):
+        rig.process(dequeue_count=MAX_ATTEMPTS)
+    entry = rig.ledger.entry(rig.ref)
+    assert (entry.attempts, entry.retry_at) == (2, rig.clock.value + timedelta(minutes=30))
+
+
+def test_a_last_failure_after_the_expiration_of_content_never_archived_counts_it_expired():
+    rig = Rig()
+    rig.clock.value = rig.ref.content_expiration + timedelta(minutes=1)
+    rig.api.faults.fail("fetch_content", rig.ref.content_uri, RuntimeError("connection reset"))
+
+    with pytest.raises(RuntimeError):
+        rig.process(dequeue_count=MAX_ATTEMPTS)
+
+    entry = rig.ledger.entry(rig.ref)
+    assert (entry.status, entry.error) == (LedgerStatus.EXPIRED, "RuntimeError: connection reset")
+    assert rig.ledger.due(rig.clock.value + timedelta(days=1), [SP]) == []
+
+
+def test_a_late_failure_does_not_undo_done_from_a_duplicate_message():
+    rig = Rig()
+    rig.ledger.mark(rig.ref, LedgerStatus.DONE, NOW, records=3, blob="x")
+
+    assert rig.ledger.mark_failed(rig.ref, NOW, error="RuntimeError: late") is None
+    assert rig.ledger.entry(rig.ref).status is LedgerStatus.DONE
 
 
 def test_a_failure_before_the_last_attempt_leaves_the_ledger_alone():
@@ -196,7 +252,7 @@ def test_a_failure_before_the_last_attempt_leaves_the_ledger_alone():
     with pytest.raises(RuntimeError):
         rig.process(dequeue_count=MAX_ATTEMPTS - 1)
 
-    assert rig.journal.named("ledger.mark") == []
+    assert rig.journal.named("ledger.mark", "ledger.mark_failed") == []
 
 
 def test_an_unreadable_message_fails_before_touching_anything():
