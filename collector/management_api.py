@@ -294,7 +294,8 @@ class ManagementApiClient:
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_AFTER)  # the deadline check in _request bounds it further
         # Exponential back-off with jitter (2.0, not 2: int ** int is typed Any, it may be a fraction).
-        return min(MAX_BACKOFF, self.backoff_base * 2.0 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        # The exponent is capped: many quick failures within a long deadline must not overflow a float.
+        return min(MAX_BACKOFF, self.backoff_base * 2.0 ** min(attempt - 1, 32)) * (0.5 + random.random() / 2)
 
     def _read_timeout(self, deadline: float | None) -> float:
         if deadline is None:
