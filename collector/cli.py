@@ -45,7 +45,7 @@ def run_cycle(services: Services, *, workers: int, quiet: bool) -> bool:
             f"{t.already_known} already known, {t.expired} expired{lost}{err}")
     result = drain(services.queue, services.processor, workers=workers, progress=say)
     say(f"cycle done: {result.processed} blobs, {result.records:,} records, {result.entities:,} index entities, "
-        f"{result.failed_attempts} failed attempts, {result.poisoned} poisoned, outcomes {result.outcomes}")
+        f"{result.failed_attempts} failed attempts, {result.poisoned} poisoned, outcomes { {str(k): v for k, v in result.outcomes.items()} }")
     return report.ok and result.poisoned == 0
 
 

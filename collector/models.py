@@ -36,12 +36,6 @@ class Outcome(StrEnum):
     INDEXED = "indexed"
     SKIPPED = "skipped"  # a duplicate message: the ledger says it is settled already
     EXPIRED = "expired"  # the API no longer has it and it was never archived
-    MISSING = "missing"  # the API does not know it (404 / AF20050) and it was never archived
-
-    def __repr__(self) -> str:
-        # Reports print their outcome counts as a dict ("outcomes {'indexed': 3}" in the CLI's
-        # cycle line); the bare value keeps that output as it was when outcomes were plain strings.
-        return repr(self.value)
 
 
 class LedgerStatus(StrEnum):
@@ -50,8 +44,8 @@ class LedgerStatus(StrEnum):
     QUEUED = "queued"
     DONE = "done"
     EXPIRED = "expired"
-    MISSING = "missing"
-    FAILED = "failed"
+    MISSING = "missing"  # legacy: earlier versions' 404/AF20050 rows; now retried like FAILED (healing.py)
+    FAILED = "failed"  # attempts used up for now: retried by a later listing run (healing.py)
 
 
 @dataclass(frozen=True)
