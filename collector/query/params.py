@@ -219,6 +219,10 @@ def parse_request(params: Params, *, now: datetime, max_range_days: int) -> Quer
 
     start_text, end_text = single("start"), single("end")
     end = _time("end", end_text) if end_text else now.astimezone(UTC)
+    if not start_text and end < datetime.min.replace(tzinfo=UTC) + DEFAULT_SPAN:
+        # The default start (end - 24 h) would fall before year 1 (an OverflowError, i.e. a 500).
+        raise QueryError(f"end must be after 0001-01-02 when start is not given, got {shown(end_text)}",
+                         parameter="end", code="InvalidParameter")
     start = _time("start", start_text) if start_text else end - DEFAULT_SPAN
     if end <= start:
         raise QueryError(f"end must be after start (start {format_exact_time(start)} is inclusive, "
