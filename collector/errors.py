@@ -13,6 +13,8 @@
     │   └── FatalApiError           AF10001, AF20001-3, AF20010-13, AF20020-21, AF20052, 401 after refresh
     ├── MessageFormatError          a queue message that is not a content reference (poison at once)
     ├── IndexFormatError            an index entity this version cannot read (another layout version)
+    ├── ColdFormatError             a cold-tier manifest or file this version cannot read
+    ├── CompactionError             a compacted day does not match the hot index (nothing is committed)
     └── QueryError                  bad input to the query API (HTTP 400); .parameter names the culprit
         └── NotFoundError           no such record (HTTP 404)
 
@@ -100,6 +102,15 @@ class MessageFormatError(CollectorError):
 
 class IndexFormatError(CollectorError):
     """An index entity is not in the payload format this version writes and reads (collector/index.py)."""
+
+
+class ColdFormatError(CollectorError):
+    """A cold-tier manifest or Parquet file is not in the format this version writes (collector/cold/layout.py)."""
+
+
+class CompactionError(CollectorError):
+    """Compaction found a day it cannot write faithfully (a record missing from its archive blob, or
+    files that disagree with the hot index); the day's manifest is not written, a rerun retries."""
 
 
 class QueryError(CollectorError):
