@@ -3,6 +3,7 @@
 Functions:
 - collect_audit_logs   timer (%COLLECT_SCHEDULE%): lists new content and queues one message per blob
 - process_content_blob queue (%AUDIT_QUEUE_NAME%, connection AUDIT_STORAGE): fetch, archive, index
+- compact_cold_tier    timer (%COMPACT_SCHEDULE%): closed index days → Parquet files (docs/cold-tier.md)
 - HTTP routes of the query API (see the section below; they stream: HTTP streams)
 """
 
@@ -33,6 +34,14 @@ def collect_audit_logs(timer: func.TimerRequest) -> None:
 @app.queue_trigger(arg_name="message", queue_name="%AUDIT_QUEUE_NAME%", connection="AUDIT_STORAGE")
 def process_content_blob(message: func.QueueMessage) -> None:
     bootstrap.services().processor.process(message.get_body(), dequeue_count=message.dequeue_count or 1)
+
+
+# ------------------------------------------------------------------ cold tier
+# Daily: closed days → Parquet, late records → deltas. Every day commits on its own (its manifest),
+# so a run cut short by the host's functionTimeout resumes with the next day it had not finished.
+@app.timer_trigger(schedule="%COMPACT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def compact_cold_tier(timer: func.TimerRequest) -> None:
+    bootstrap.services().compactor.run()
 
 
 # ------------------------------------------------------------------ query API (HTTP)

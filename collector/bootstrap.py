@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from .auth import TokenProvider
+    from .cold.compaction import Compactor
+    from .cold.store import ColdBlobStore
     from .collect import ContentProcessor, ListingService
     from .health import HealthReporter
     from .ledger import Ledger
@@ -157,6 +159,22 @@ class Services:
 
         return HealthReporter(content_types=self.settings.content_types, state=self.state, ledger=self.ledger,
                               queue=self.queue, clock=self.clock)
+
+    @cached_property
+    def cold_store(self) -> ColdBlobStore:
+        """The cold tier's container (AUDIT_COLD_CONTAINER); imported on first use: pyarrow is large."""
+        from .cold.store import ColdBlobStore
+
+        return ColdBlobStore(self.blob_service, self.settings.cold_container)
+
+    @cached_property
+    def compactor(self) -> Compactor:
+        from .cold.compaction import Compactor
+        from .cold.hot import HotIdView
+
+        s = self.settings
+        return Compactor(HotIdView(self.tables, s.table_prefix), self.archive, self.cold_store, tenant_id=s.tenant_id,
+                         clock=self.clock)
 
     def ensure_storage(self) -> None:
         """Create the container, queues and state table if missing (the Bicep template creates them in Azure)."""

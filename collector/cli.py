@@ -1,4 +1,4 @@
-"""Command line: `python -m collector collect | serve | replay-poison | prune-index`.
+"""Command line: `python -m collector collect | serve | replay-poison | prune-index | compact`.
 
 Configuration or authentication failures end with one clear line on stderr and a non-zero exit.
 """
@@ -106,6 +106,25 @@ def cmd_prune_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from .bootstrap import Services
+    from .settings import Settings
+
+    through = None
+    if args.through is not None:
+        try:
+            through = datetime.strptime(args.through, "%Y-%m-%d").date()
+        except ValueError:
+            raise ConfigError([f"--through must be a day as YYYY-MM-DD, got {args.through!r}"]) from None
+    services = Services(Settings.from_env())
+    services.cold_store.ensure_container()
+    report = services.compactor.run(through=through, progress=_progress(args.quiet))
+    changed = [d for d in report.days if d.action != "unchanged"]
+    print(f"compacted {len(changed)} day(s), {report.records:,} record(s) written; "
+          f"{len(report.days) - len(changed)} day(s) unchanged")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m collector", description="AuditKeep collector")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -130,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--before", required=True, help="drop months before this one (YYYY-MM)")
     prune.add_argument("--dry-run", action="store_true")
     prune.set_defaults(func=cmd_prune_index)
+
+    compact = sub.add_parser("compact", help="write closed index days to the cold tier (Parquet, docs/cold-tier.md)")
+    compact.add_argument("--through", help="also compact days up to and including this one (YYYY-MM-DD), closed or not")
+    compact.add_argument("--quiet", action="store_true", help="no progress lines")
+    compact.set_defaults(func=cmd_compact)
     return parser
 
 

@@ -139,6 +139,7 @@ class Settings:
     storage_endpoint_suffix: str = "core.windows.net"  # AUDIT_STORAGE_ENDPOINT_SUFFIX
     managed_identity_client_id: str = ""  # AZURE_CLIENT_ID: user-assigned identity for storage
     archive_container: str = "audit-archive"  # AUDIT_ARCHIVE_CONTAINER
+    cold_container: str = "audit-cold"  # AUDIT_COLD_CONTAINER: the cold tier's Parquet files (docs/cold-tier.md)
     queue_name: str = "audit-content"  # AUDIT_QUEUE_NAME (poison queue: <name>-poison)
     table_prefix: str = "audit"  # AUDIT_TABLE_PREFIX: index/state table names start with it
 
@@ -277,6 +278,12 @@ class _Reader:
         container = self.get("AUDIT_ARCHIVE_CONTAINER", "audit-archive")
         if not _CONTAINER.match(container):
             self.problems.append(f"AUDIT_ARCHIVE_CONTAINER must be a valid container name (3-63 of a-z, 0-9, -), got {container!r}")
+        cold_container = self.get("AUDIT_COLD_CONTAINER", "audit-cold")
+        if not _CONTAINER.match(cold_container):
+            self.problems.append(f"AUDIT_COLD_CONTAINER must be a valid container name (3-63 of a-z, 0-9, -), got {cold_container!r}")
+        elif cold_container == container:
+            self.problems.append("AUDIT_COLD_CONTAINER must differ from AUDIT_ARCHIVE_CONTAINER: their lifecycle rules "
+                                 f"differ (the cold tier never goes to the Archive tier), got {cold_container!r} for both")
         queue = self.get("AUDIT_QUEUE_NAME", "audit-content")
         if not _CONTAINER.match(queue) or len(queue) > 56:
             self.problems.append(f"AUDIT_QUEUE_NAME must be a valid queue name of at most 56 characters (a-z, 0-9, -), got {queue!r}")
@@ -305,6 +312,7 @@ class _Reader:
             storage_endpoint_suffix=self.get("AUDIT_STORAGE_ENDPOINT_SUFFIX", "core.windows.net"),
             managed_identity_client_id=self.get("AZURE_CLIENT_ID"),
             archive_container=container,
+            cold_container=cold_container,
             queue_name=queue,
             table_prefix=prefix,
             query_max_range_days=self.integer("QUERY_MAX_RANGE_DAYS", 31, 1, 3660),
@@ -382,16 +390,17 @@ ENVIRONMENT_VARIABLES = (
     "COLLECT_INITIAL_LOOKBACK_HOURS", "COLLECT_OVERLAP_MINUTES", "COLLECT_MAX_RUNTIME_SECONDS",
     "AUDIT_MAX_DEQUEUE_COUNT", "AUDIT_STORAGE_CONNECTION_STRING", "AUDIT_STORAGE_ACCOUNT_NAME",
     "AUDIT_STORAGE_ENDPOINT_SUFFIX", "AZURE_CLIENT_ID", "AUDIT_ARCHIVE_CONTAINER", "AUDIT_QUEUE_NAME",
-    "AUDIT_TABLE_PREFIX", "QUERY_MAX_RANGE_DAYS", "QUERY_MAX_EXPORT_ROWS",
+    "AUDIT_TABLE_PREFIX", "AUDIT_COLD_CONTAINER", "QUERY_MAX_RANGE_DAYS", "QUERY_MAX_EXPORT_ROWS",
 )
 # Read by function_app.py's bindings rather than by Settings: the timer schedule (%COLLECT_SCHEDULE%)
 # and the queue trigger's identity-based connection `AUDIT_STORAGE` (AUDIT_STORAGE__queueServiceUri,
 # AUDIT_STORAGE__credential, AUDIT_STORAGE__clientId in Azure; a connection string locally).
-BINDING_SETTINGS = ("COLLECT_SCHEDULE", "AUDIT_STORAGE")
+# COMPACT_SCHEDULE is the cold-tier compaction timer's (%COMPACT_SCHEDULE%).
+BINDING_SETTINGS = ("COLLECT_SCHEDULE", "AUDIT_STORAGE", "COMPACT_SCHEDULE")
 QUEUE_CONNECTION = "AUDIT_STORAGE"
 # What a deployment to Azure must set (the rest have sensible defaults).
 AZURE_REQUIRED_SETTINGS = (
     "M365_TENANT_ID", "M365_AUTH", "M365_CLOUD", "M365_CONTENT_TYPES", "AUDIT_STORAGE_ACCOUNT_NAME",
     "AUDIT_STORAGE_ENDPOINT_SUFFIX", "AZURE_CLIENT_ID", "AUDIT_ARCHIVE_CONTAINER", "AUDIT_QUEUE_NAME",
-    "AUDIT_TABLE_PREFIX", "COLLECT_SCHEDULE",
+    "AUDIT_TABLE_PREFIX", "COLLECT_SCHEDULE", "AUDIT_COLD_CONTAINER", "COMPACT_SCHEDULE",
 )

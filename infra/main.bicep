@@ -67,12 +67,20 @@ param m365ContentTypes array = [
 @description('Optional. NCRONTAB schedule (6 fields, UTC) of the collection timer (COLLECT_SCHEDULE).')
 param collectSchedule string = '0 */5 * * * *'
 
+@description('Optional. NCRONTAB schedule (6 fields, UTC) of the cold-tier compaction timer (COMPACT_SCHEDULE).')
+param compactSchedule string = '0 30 3 * * *'
+
 // ---------------------------------------------------------------- Parameters: storage and retention
 
 @description('Optional. Raw archive container name (AUDIT_ARCHIVE_CONTAINER).')
 @minLength(3)
 @maxLength(63)
 param archiveContainerName string = 'audit-archive'
+
+@description('Optional. Cold-tier container name (AUDIT_COLD_CONTAINER): closed days as Parquet files, kept online (never the Archive tier).')
+@minLength(3)
+@maxLength(63)
+param coldContainerName string = 'audit-cold'
 
 @description('Optional. Content queue name (AUDIT_QUEUE_NAME); the poison queue is <name>-poison.')
 @minLength(3)
@@ -223,6 +231,7 @@ module dataStorage 'modules/storage-data.bicep' = {
   params: {
     name: names.dataStorage
     archiveContainerName: archiveContainerName
+    coldContainerName: coldContainerName
     queueName: queueName
     location: location
     tags: allTags
@@ -253,6 +262,7 @@ module roles 'modules/role-assignments.bicep' = {
     hostStorageAccountName: hostStorage.outputs.name
     dataStorageAccountName: dataStorage.outputs.name
     archiveContainerName: dataStorage.outputs.archiveContainerName
+    coldContainerName: dataStorage.outputs.coldContainerName
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
@@ -271,6 +281,7 @@ module functionApp 'modules/functionapp.bicep' = {
     deploymentContainerName: names.deploymentContainer
     dataStorageAccountName: dataStorage.outputs.name
     archiveContainerName: dataStorage.outputs.archiveContainerName
+    coldContainerName: dataStorage.outputs.coldContainerName
     queueName: dataStorage.outputs.queueName
     tablePrefix: tablePrefix
     applicationInsightsConnectionString: monitoring.outputs.connectionString
@@ -282,6 +293,7 @@ module functionApp 'modules/functionapp.bicep' = {
     m365Cloud: m365Cloud
     m365ContentTypes: m365ContentTypes
     collectSchedule: collectSchedule
+    compactSchedule: compactSchedule
     queryMaxRangeDays: queryMaxRangeDays
     queryMaxExportRows: queryMaxExportRows
     instanceMemoryMB: instanceMemoryMB

@@ -73,6 +73,12 @@ param m365Cloud string
 @description('Required. Content types to collect (M365_CONTENT_TYPES).')
 param m365ContentTypes array
 
+@description('Required. Cold-tier container name (AUDIT_COLD_CONTAINER).')
+param coldContainerName string
+
+@description('Required. NCRONTAB schedule of the cold-tier compaction timer (COMPACT_SCHEDULE).')
+param compactSchedule string
+
 @description('Required. NCRONTAB schedule of the collection timer (COLLECT_SCHEDULE).')
 param collectSchedule string
 
@@ -142,6 +148,7 @@ var workerSettings = {
 // Read by function_app.py's bindings: the timer schedule and the queue trigger connection AUDIT_STORAGE.
 var bindingSettings = {
   COLLECT_SCHEDULE: collectSchedule
+  COMPACT_SCHEDULE: compactSchedule
   AUDIT_STORAGE__queueServiceUri: 'https://${dataStorageAccountName}.queue.${storageSuffix}'
   AUDIT_STORAGE__credential: 'managedidentity'
   AUDIT_STORAGE__clientId: identityClientId
@@ -158,6 +165,7 @@ var collectorSettings = {
   AUDIT_STORAGE_ENDPOINT_SUFFIX: storageSuffix
   AZURE_CLIENT_ID: identityClientId
   AUDIT_ARCHIVE_CONTAINER: archiveContainerName
+  AUDIT_COLD_CONTAINER: coldContainerName
   AUDIT_QUEUE_NAME: queueName
   AUDIT_TABLE_PREFIX: tablePrefix
   QUERY_MAX_RANGE_DAYS: string(queryMaxRangeDays)

@@ -14,6 +14,9 @@ param dataStorageAccountName string
 @description('Required. Name of the archive container in the data storage account.')
 param archiveContainerName string
 
+@description('Required. Name of the cold-tier container in the data storage account.')
+param coldContainerName string
+
 @description('Required. Name of the key vault holding the Management API credential.')
 param keyVaultName string
 
@@ -43,6 +46,11 @@ var grants = [
     scope: 'archiveContainer'
     role: storageBlobDataContributor
     why: 'Write-once raw archive blobs and raw-record reads, on the archive container only.'
+  }
+  {
+    scope: 'coldContainer'
+    role: storageBlobDataContributor
+    why: 'Cold-tier Parquet files: write, read and delete superseded generations, on the cold container only.'
   }
   {
     scope: 'dataStorage'
@@ -84,6 +92,11 @@ resource archiveContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
   name: archiveContainerName
 }
 
+resource coldContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: dataBlobService
+  name: coldContainerName
+}
+
 resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
 }
@@ -117,6 +130,17 @@ resource dataStorageGrants 'Microsoft.Authorization/roleAssignments@2022-04-01' 
 resource archiveContainerGrants 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for grant in filter(grants, g => g.scope == 'archiveContainer'): {
   name: guid(archiveContainer.id, principalId, grant.role)
   scope: archiveContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', grant.role)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: grant.why
+  }
+}]
+
+resource coldContainerGrants 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for grant in filter(grants, g => g.scope == 'coldContainer'): {
+  name: guid(coldContainer.id, principalId, grant.role)
+  scope: coldContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', grant.role)
     principalId: principalId

@@ -10,6 +10,13 @@ param name string
 @description('Required. Name of the raw archive blob container (AUDIT_ARCHIVE_CONTAINER).')
 param archiveContainerName string
 
+@description('Required. Name of the cold-tier container (AUDIT_COLD_CONTAINER): Parquet day files, Cool then Cold, never Archive.')
+param coldContainerName string
+
+@description('Optional. Days after upload before a cold-tier file moves from Cool to Cold; 0 keeps it in Cool.')
+@minValue(0)
+param coldDaysToCold int = 30
+
 @description('Required. Name of the content queue (AUDIT_QUEUE_NAME); the poison queue is <name>-poison.')
 param queueName string
 
@@ -128,6 +135,18 @@ resource archiveImmutability 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// The cold tier: queries read these files directly, so they stay online. The app uploads them to
+// Cool; the lifecycle rule below moves them to Cold and never to Archive (docs/cold-tier.md).
+resource coldContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: coldContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+var coldTierAction = coldDaysToCold > 0 ? { tierToCold: { daysAfterModificationGreaterThan: coldDaysToCold } } : {}
+
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: account
   name: 'default'
@@ -168,6 +187,24 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
             }
           }
         }
+        {
+          enabled: coldDaysToCold > 0
+          name: 'cold-tier-online'
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${coldContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: union({ tierToCool: { daysAfterModificationGreaterThan: 0 } }, coldTierAction)
+            }
+          }
+        }
       ]
     }
   }
@@ -181,6 +218,9 @@ output name string = account.name
 
 @description('The name of the archive container.')
 output archiveContainerName string = archiveContainer.name
+
+@description('The name of the cold-tier container.')
+output coldContainerName string = coldContainer.name
 
 @description('The name of the content queue.')
 output queueName string = contentQueue.name

@@ -109,6 +109,7 @@ def test_role_grants_are_data_with_least_privilege() -> None:
         ("hostStorage", "storageBlobDataOwner"),
         ("hostStorage", "storageTableDataContributor"),
         ("archiveContainer", "storageBlobDataContributor"),
+        ("coldContainer", "storageBlobDataContributor"),  # the cold tier (docs/cold-tier.md)
         ("dataStorage", "storageQueueDataContributor"),
         ("dataStorage", "storageTableDataContributor"),
         ("keyVault", "keyVaultSecretsUser"),

@@ -1,0 +1,37 @@
+"""The cold tier's wiring: its settings, the timer function's binding, the CLI's argument check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from collector import cli
+from collector.errors import ConfigError
+from collector.settings import AZURE_REQUIRED_SETTINGS, BINDING_SETTINGS, ENVIRONMENT_VARIABLES, Settings
+from tests.app_functions import functions
+
+
+def test_cold_container_defaults_and_is_validated() -> None:
+    assert Settings.from_env({}).cold_container == "audit-cold"
+    assert Settings.from_env({"AUDIT_COLD_CONTAINER": "my-cold"}).cold_container == "my-cold"
+    with pytest.raises(ConfigError, match="AUDIT_COLD_CONTAINER must be a valid container name"):
+        Settings.from_env({"AUDIT_COLD_CONTAINER": "Bad_Name"})
+    with pytest.raises(ConfigError, match="AUDIT_COLD_CONTAINER must differ from AUDIT_ARCHIVE_CONTAINER"):
+        Settings.from_env({"AUDIT_COLD_CONTAINER": "audit-archive"})
+    assert "AUDIT_COLD_CONTAINER" in ENVIRONMENT_VARIABLES
+
+
+def test_compaction_timer_runs_on_its_own_schedule_setting() -> None:
+    fn = functions()["compact_cold_tier"]
+    raw = [json.loads(b) for b in fn.get_raw_bindings()]  # type: ignore[attr-defined]  # azure.functions leaves it untyped
+    (timer,) = [b for b in raw if b["type"].endswith("Trigger")]
+    assert timer["type"] == "timerTrigger" and timer["runOnStartup"] is False
+    assert timer["schedule"] == "%COMPACT_SCHEDULE%"
+    assert "COMPACT_SCHEDULE" in BINDING_SETTINGS and "COMPACT_SCHEDULE" in AZURE_REQUIRED_SETTINGS
+
+
+def test_compact_rejects_a_bad_through_day_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["compact", "--through", "2024-13-01"]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "--through must be a day as YYYY-MM-DD" in err and len(err.strip().splitlines()) == 1
