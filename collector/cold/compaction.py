@@ -19,6 +19,7 @@ replaced them is written, and never under an immutability policy or legal hold (
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 import time
@@ -79,7 +80,7 @@ class ColdStore(Protocol):
 
     def delete(self, name: str) -> bool: ...
 
-    def open(self, name: str, size: int | None = None) -> IO[bytes]: ...
+    def open(self, name: str, size: int | None = None) -> io.RawIOBase | IO[bytes]: ...
 
 
 @dataclass

@@ -15,6 +15,7 @@ merged in. `store.requests` counts the blob reads a query cost.
 from __future__ import annotations
 
 import heapq
+import io
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, Protocol
 
@@ -32,7 +33,7 @@ ENTRY_COLUMNS = ["order_key", *layout.NORMALIZED]
 class ReadStore(Protocol):
     def get(self, name: str) -> tuple[bytes, str] | None: ...
 
-    def open(self, name: str, size: int | None = None) -> IO[bytes]: ...
+    def open(self, name: str, size: int | None = None) -> io.RawIOBase | IO[bytes]: ...
 
 
 def load_manifest(store: ReadStore, day: str) -> tuple[layout.Manifest, str] | None:
