@@ -64,8 +64,9 @@ def _schema(param: Param) -> dict[str, object]:
 
 
 def _parameter(param: Param) -> dict[str, object]:
+    # allowEmptyValue: the parser reads `name=` as "not given" (clients and forms send empty fields).
     spec: dict[str, object] = {"name": param.name, "in": "query", "required": False, "description": param.description,
-                            "schema": _schema(param)}
+                            "allowEmptyValue": True, "schema": _schema(param)}
     if param.kind in ("list", "int-list"):
         spec.update(style="form", explode=False)
     return spec
@@ -76,6 +77,10 @@ def _error(description: str) -> dict[str, object]:
 
 
 _UNAUTHORIZED = {"description": "Azure only: the function key is missing or wrong (empty body)."}
+# The HTTP front end refuses a long URL before the API sees it: Azure Functions at 4 KB ("Azure
+# Functions HTTP trigger", Limits), `collector serve` (http.server) at a 64 KiB request line.
+_URI_TOO_LONG = {"description": "The URL is too long for the HTTP front end (Azure Functions: 4 KB; `collector serve`: "
+                                "a 64 KiB request line); no JSON body. Split long lists over several requests."}
 
 
 def document(server_url: str | None = None) -> dict[str, object]:
@@ -114,6 +119,7 @@ def document(server_url: str | None = None) -> dict[str, object]:
                     },
                     "400": _error("A parameter is invalid or unknown; the message names it and what was expected."),
                     "401": _UNAUTHORIZED,
+                    "414": _URI_TOO_LONG,
                     "500": _error("A server-side failure (storage unavailable, bad configuration)."),
                 },
             }},
@@ -127,6 +133,7 @@ def document(server_url: str | None = None) -> dict[str, object]:
                             "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}},
                     "400": _error("The id is not valid text."),
                     "401": _UNAUTHORIZED,
+                    "414": _URI_TOO_LONG,
                     "404": _error("No record has this id in the newest 366 days of the index (the message "
                                   "says how far back it looked)."),
                     "500": _error("A server-side failure."),

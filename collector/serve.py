@@ -11,6 +11,7 @@ import re
 import sys
 import urllib.parse
 from collections.abc import Iterable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST  # noqa: N815
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # Any other method (TRACE, QUERY, PROPFIND…) reaches here as http.server's HTML 501:
+        # answer it like POST, with the JSON 405 of the API.
+        if code == HTTPStatus.NOT_IMPLEMENTED and getattr(self, "command", None):
+            self._dispatch(self.command)
+            return
+        super().send_error(code, message, explain)
 
     def _dispatch(self, method: str) -> None:
         self._discard_body()
