@@ -9,6 +9,7 @@ client, and so never needs its credentials; `api` checks them (ConfigError) when
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -155,10 +156,14 @@ class Services:
 
     @cached_property
     def health(self) -> HealthReporter:
-        from .health import HealthReporter
+        from .health import HealthReporter, Thresholds
 
-        return HealthReporter(content_types=self.settings.content_types, state=self.state, ledger=self.ledger,
-                              queue=self.queue, clock=self.clock)
+        s = self.settings
+        thresholds = Thresholds(lag=timedelta(minutes=s.health_lag_minutes),
+                                max_wait=timedelta(minutes=s.health_max_wait_minutes),
+                                max_lag=timedelta(hours=s.health_max_lag_hours))
+        return HealthReporter(content_types=s.content_types, state=self.state, ledger=self.ledger,
+                              queue=self.queue, clock=self.clock, thresholds=thresholds)
 
     @cached_property
     def cold_store(self) -> ColdBlobStore:

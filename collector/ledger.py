@@ -52,6 +52,15 @@ class FailedContent:
 
 
 @dataclass(frozen=True)
+class WaitingContent:
+    """A content blob queued (or re-queued by healing) and not finished since."""
+
+    content_id: str
+    queued_at: datetime
+    failed: bool  # an earlier round failed: it waits for the round healing queued
+
+
+@dataclass(frozen=True)
 class LedgerSummary:
     """What the ledger knows about one content type over its span (LEDGER_DAYS of contentCreated)."""
 
@@ -60,6 +69,9 @@ class LedgerSummary:
     expired_or_missing: int = 0  # blobs the API no longer had (or never had) and that were never archived
     # In the ledger's scan order: newest contentCreated day first, then by contentId.
     failed: tuple[FailedContent, ...] = field(default=())
+    waiting: int = 0  # blobs queued and not finished (not done, expired, missing nor failed since)
+    oldest_waiting: WaitingContent | None = None  # the one queued longest ago
+    next_retry_at: datetime | None = None  # the earliest next round of the failed blobs
 
 
 class Ledger:
@@ -184,32 +196,46 @@ class Ledger:
                            lambda table: table.upsert_entity(entity, mode=UpdateMode.MERGE))
 
     def summaries(self, now: datetime, *, since: datetime) -> dict[str, LedgerSummary]:
-        """Per content type (only those with settled blobs): records indexed since `since`, blobs
-        expired or missing, and failed blobs with their last error, over the last LEDGER_DAYS days."""
-        totals: dict[str, tuple[int, int, list[FailedContent]]] = {}
-        for row in self._settled_rows(now):
-            content_type = str(row["PartitionKey"])
-            indexed, lost, failed = totals.get(content_type, (0, 0, []))
-            status = LedgerStatus(row["s"])
-            done_at = _time(row.get("d"))
-            if status is LedgerStatus.DONE and done_at is not None and done_at >= since:
-                indexed += int(row.get("n") or 0)
-            elif status in (LedgerStatus.EXPIRED, LedgerStatus.MISSING):
-                lost += 1
-            elif status is LedgerStatus.FAILED:
-                failed.append(FailedContent(keys.unescape_key(str(row["RowKey"])), str(row.get("e") or ""), done_at))
-            totals[content_type] = (indexed, lost, failed)
-        return {content_type: LedgerSummary(content_type, indexed, lost, tuple(failed))
-                for content_type, (indexed, lost, failed) in totals.items()}
+        """Per content type (only those the ledger has rows of), over the last LEDGER_DAYS days:
+        records indexed since `since`, blobs expired or missing, failed blobs with their last error
+        and next round, and the blobs still waiting with the one queued longest ago.
 
-    def _settled_rows(self, now: datetime) -> Iterator[dict[str, Any]]:
-        """Every row with a status of the last LEDGER_DAYS days, newest day first."""
+        A blob waits from the listing's `q` until the processor settles it: rows without `s` (the
+        listing writes none) and rows queued again by healing after a failed round (`q` later
+        than the failure's `d`)."""
+        totals: dict[str, _Totals] = {}
+        for row in self._rows(now):
+            content_type = str(row["PartitionKey"])
+            total = totals.setdefault(content_type, _Totals())
+            status = LedgerStatus(row.get("s") or LedgerStatus.QUEUED)
+            done_at = _time(row.get("d"))
+            queued_at = _time(row.get("q"))
+            content_id = keys.unescape_key(str(row["RowKey"]))
+            if status is LedgerStatus.DONE:
+                if done_at is not None and done_at >= since:
+                    total.indexed += int(row.get("n") or 0)
+            elif status in (LedgerStatus.EXPIRED, LedgerStatus.MISSING):
+                total.lost += 1
+            elif status is LedgerStatus.FAILED:
+                total.failed.append(FailedContent(content_id, str(row.get("e") or ""), done_at))
+                retry_at = _time(row.get("r"))
+                if retry_at is not None and (total.next_retry is None or retry_at < total.next_retry):
+                    total.next_retry = retry_at
+                if queued_at is not None and done_at is not None and queued_at > done_at:
+                    total.wait(WaitingContent(content_id, queued_at, failed=True))
+            elif queued_at is not None:
+                total.wait(WaitingContent(content_id, queued_at, failed=False))
+        return {content_type: LedgerSummary(content_type, t.indexed, t.lost, tuple(t.failed), t.waiting, t.oldest,
+                                            t.next_retry)
+                for content_type, t in totals.items()}
+
+    def _rows(self, now: datetime) -> Iterator[dict[str, Any]]:
+        """Every row of the last LEDGER_DAYS days, newest day first."""
         for offset in range(LEDGER_DAYS):
             name = keys.ledger_table(self.prefix, now - timedelta(days=offset))
             try:
-                yield from self.clients.get(name).query_entities(
-                    "s ne @queued", parameters={"queued": LedgerStatus.QUEUED.value},
-                    select=["PartitionKey", "RowKey", "s", "d", "n", "e"])
+                yield from self.clients.get(name).list_entities(
+                    select=["PartitionKey", "RowKey", "s", "d", "n", "e", "q", "r"])
             except ResourceNotFoundError:
                 continue  # no content was created that day (or it was pruned)
 
@@ -223,6 +249,21 @@ class Ledger:
                 self.clients.delete(name)
                 dropped.append(name)
         return dropped
+
+
+@dataclass
+class _Totals:
+    indexed: int = 0
+    lost: int = 0
+    failed: list[FailedContent] = field(default_factory=list)
+    waiting: int = 0
+    oldest: WaitingContent | None = None
+    next_retry: datetime | None = None
+
+    def wait(self, item: WaitingContent) -> None:
+        self.waiting += 1
+        if self.oldest is None or item.queued_at < self.oldest.queued_at:
+            self.oldest = item
 
 
 def _time(value: Any) -> datetime | None:  # Any: an entity property as the SDK returns it

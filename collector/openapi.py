@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .health import STATUSES
 from .models import FIELDS
 from .query.budget import EXPORT_REQUESTS, PAGE_REQUESTS, PAGE_ROWS, PAGE_SECONDS
 from .query.cursor import CURSOR_PATTERN
@@ -174,13 +175,20 @@ def document(server_url: str | None = None) -> dict[str, object]:
                 "Health": {
                     "type": "object", "required": ["status", "contentTypes"], "additionalProperties": True,
                     "description": "Per content type: last successful collect, checkpoint, lag, records indexed in the "
-                                   "last 24 h, expired content skipped, poison messages, last error; and the overall status.",
+                                   "last 24 h, expired content skipped, failed content and its next round, content "
+                                   "waiting and the oldest of it, last error; overall: the worst status, why "
+                                   "(`reasons`), the queues and the oldest waiting item. Statuses, best first: ok, "
+                                   "lagging, degraded (failed content healing, poison messages), error (the last "
+                                   "listing failed), failing (content waits over HEALTH_MAX_WAIT_MINUTES or nothing "
+                                   "listed for HEALTH_MAX_LAG_HOURS).",
                     "properties": {
-                        "status": {"type": "string", "enum": ["ok", "lagging", "error"]},
+                        "status": {"type": "string", "enum": list(STATUSES)},
+                        "reasons": {"type": "array", "items": {"type": "string"}},
+                        "oldestWaiting": {"type": "object", "nullable": True},
                         "contentTypes": {"type": "array", "items": {
                             "type": "object", "required": ["contentType", "status"], "additionalProperties": True,
                             "properties": {"contentType": {"type": "string"},
-                                           "status": {"type": "string", "enum": ["ok", "lagging", "error"]}},
+                                           "status": {"type": "string", "enum": list(STATUSES)}},
                         }},
                     },
                 },

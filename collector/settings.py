@@ -146,6 +146,12 @@ class Settings:
     # --- Query API ---
     query_max_range_days: int = 31  # QUERY_MAX_RANGE_DAYS: without a user/operation filter
     query_max_export_rows: int = 1_000_000  # QUERY_MAX_EXPORT_ROWS: CSV/NDJSON stream cap
+    allow_custom_hosts: bool = False  # M365_ALLOW_CUSTOM_HOSTS: API/login hosts outside the cloud's (simulator)
+
+    # --- Health (GET /api/health) ---
+    health_lag_minutes: float = 30.0  # HEALTH_LAG_MINUTES: checkpoint older than this → "lagging"
+    health_max_wait_minutes: float = 60.0  # HEALTH_MAX_WAIT_MINUTES: content queued longer → "failing"
+    health_max_lag_hours: float = 24.0  # HEALTH_MAX_LAG_HOURS: checkpoint older than this → "failing"
 
     @property
     def poison_queue_name(self) -> str:
@@ -243,6 +249,32 @@ class _Reader:
             return value
         return str(uuid.UUID(value))
 
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.get(name).lower()
+        if not raw:
+            return default
+        if raw in ("true", "1", "yes"):
+            return True
+        if raw in ("false", "0", "no"):
+            return False
+        self.problems.append(f"{name} must be true or false, got {raw!r}")
+        return default
+
+    def cloud_host(self, name: str, url: str, cloud: Cloud, allow_custom: bool, attribute: str) -> None:
+        """Refuse an API or login host outside the clouds' own unless M365_ALLOW_CUSTOM_HOSTS: the
+        token's scope stays the cloud's, so another host would be sent a token meant for Microsoft."""
+        host = (urlsplit(url).hostname or "").lower()
+        if allow_custom or not host or host == urlsplit(getattr(cloud, attribute)).hostname:
+            return
+        other = next((c.name for c in CLOUDS.values() if urlsplit(getattr(c, attribute)).hostname == host), None)
+        if other is not None:
+            self.problems.append(f"{name} host {host!r} belongs to the {other!r} cloud but M365_CLOUD is "
+                                 f"{cloud.name!r}: set M365_CLOUD={other} (and drop {name})")
+        else:
+            self.problems.append(f"{name} host {host!r} is not a Microsoft {cloud.name} host (expected "
+                                 f"{urlsplit(getattr(cloud, attribute)).hostname}); set M365_ALLOW_CUSTOM_HOSTS=true "
+                                 "only for a simulator or test endpoint")
+
     def https_url(self, name: str, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme != "https" or not parts.hostname:
@@ -265,6 +297,9 @@ class _Reader:
         content_types = self.content_types()
         api_url = self.https_url("M365_API_URL", self.get("M365_API_URL", cloud.api_url))
         login_url = self.https_url("M365_LOGIN_URL", self.get("M365_LOGIN_URL", cloud.login_url))
+        allow_custom_hosts = self.boolean("M365_ALLOW_CUSTOM_HOSTS", False)
+        self.cloud_host("M365_API_URL", api_url, cloud, allow_custom_hosts, "api_url")
+        self.cloud_host("M365_LOGIN_URL", login_url, cloud, allow_custom_hosts, "login_url")
 
         conn = self.get("AUDIT_STORAGE_CONNECTION_STRING", DEV_STORAGE)
         account = self.get("AUDIT_STORAGE_ACCOUNT_NAME")
@@ -317,6 +352,10 @@ class _Reader:
             table_prefix=prefix,
             query_max_range_days=self.integer("QUERY_MAX_RANGE_DAYS", 31, 1, 3660),
             query_max_export_rows=self.integer("QUERY_MAX_EXPORT_ROWS", 1_000_000, 1, 100_000_000),
+            allow_custom_hosts=allow_custom_hosts,
+            health_lag_minutes=self.number("HEALTH_LAG_MINUTES", 30.0, 1, 7 * 24 * 60),
+            health_max_wait_minutes=self.number("HEALTH_MAX_WAIT_MINUTES", 60.0, 1, 7 * 24 * 60),
+            health_max_lag_hours=self.number("HEALTH_MAX_LAG_HOURS", 24.0, 1, 167),
         )
         if self.problems:
             raise ConfigError(self.problems)
@@ -391,6 +430,7 @@ ENVIRONMENT_VARIABLES = (
     "AUDIT_MAX_DEQUEUE_COUNT", "AUDIT_STORAGE_CONNECTION_STRING", "AUDIT_STORAGE_ACCOUNT_NAME",
     "AUDIT_STORAGE_ENDPOINT_SUFFIX", "AZURE_CLIENT_ID", "AUDIT_ARCHIVE_CONTAINER", "AUDIT_QUEUE_NAME",
     "AUDIT_TABLE_PREFIX", "AUDIT_COLD_CONTAINER", "QUERY_MAX_RANGE_DAYS", "QUERY_MAX_EXPORT_ROWS",
+    "M365_ALLOW_CUSTOM_HOSTS", "HEALTH_LAG_MINUTES", "HEALTH_MAX_WAIT_MINUTES", "HEALTH_MAX_LAG_HOURS",
 )
 # Read by function_app.py's bindings rather than by Settings: the timer schedule (%COLLECT_SCHEDULE%)
 # and the queue trigger's identity-based connection `AUDIT_STORAGE` (AUDIT_STORAGE__queueServiceUri,

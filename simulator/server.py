@@ -276,6 +276,7 @@ class SimulatorServer:
             "M365_CLIENT_ID": self.sim.client_id,
             "M365_API_URL": self.base_url,
             "M365_LOGIN_URL": self.base_url,
+            "M365_ALLOW_CUSTOM_HOSTS": "true",  # the simulator is not a Microsoft host
             "REQUESTS_CA_BUNDLE": str(self.ca_bundle_path),
         }
         if self.sim.client_secret:

@@ -27,7 +27,7 @@ def world(storage_connection_string: str, unique_prefix: str, monkeypatch: pytes
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca_path))
     env = {
         "M365_TENANT_ID": TENANT, "M365_CLIENT_ID": CLIENT, "M365_CLIENT_SECRET": SECRET,
-        "M365_API_URL": server.base_url, "M365_LOGIN_URL": server.base_url,
+        "M365_API_URL": server.base_url, "M365_LOGIN_URL": server.base_url, "M365_ALLOW_CUSTOM_HOSTS": "true",
         "AUDIT_STORAGE_CONNECTION_STRING": storage_connection_string, "AUDIT_TABLE_PREFIX": unique_prefix,
         "AUDIT_ARCHIVE_CONTAINER": unique_prefix.lower(), "AUDIT_QUEUE_NAME": unique_prefix.lower(),
         "M365_CONTENT_TYPES": "Audit.SharePoint,Audit.Exchange", "COLLECT_OVERLAP_MINUTES": "60",

@@ -71,7 +71,8 @@ def test_managed_identity_tokens_are_cached_per_process(tmp_path, monkeypatch: p
         monkeypatch.setenv("IDENTITY_ENDPOINT", f"{server.base_url}/msi/token")
         monkeypatch.setenv("IDENTITY_HEADER", sim.identity_header)
         settings = Settings.from_env({"M365_TENANT_ID": TENANT, "M365_AUTH": "managed_identity", "M365_CLIENT_ID": client_id,
-                                      "M365_API_URL": server.base_url, "M365_LOGIN_URL": server.base_url})
+                                      "M365_API_URL": server.base_url, "M365_LOGIN_URL": server.base_url,
+                                      "M365_ALLOW_CUSTOM_HOSTS": "true"})
         provider = build_token_provider(settings)
         first = provider.token()
         assert provider.token() == first

@@ -38,7 +38,7 @@ def run_cli(args, env):
 def base_env(server, storage_connection_string, prefix):
     return {
         "M365_TENANT_ID": TENANT, "M365_CLIENT_ID": CLIENT, "M365_CLIENT_SECRET": SECRET,
-        "M365_API_URL": server.base_url, "M365_LOGIN_URL": server.base_url, "REQUESTS_CA_BUNDLE": str(server.ca_path),
+        "M365_API_URL": server.base_url, "M365_LOGIN_URL": server.base_url, "M365_ALLOW_CUSTOM_HOSTS": "true", "REQUESTS_CA_BUNDLE": str(server.ca_path),
         "AUDIT_STORAGE_CONNECTION_STRING": storage_connection_string, "AUDIT_TABLE_PREFIX": prefix,
         "AUDIT_ARCHIVE_CONTAINER": prefix.lower(), "AUDIT_QUEUE_NAME": prefix.lower(),
         "M365_CONTENT_TYPES": "Audit.SharePoint", "COLLECT_INITIAL_LOOKBACK_HOURS": "24",

@@ -262,7 +262,7 @@ def test_a_message_that_always_fails_lands_on_the_poison_queue_and_in_health(wor
     assert report["poisonQueue"]["approximateMessages"] == 1
     sharepoint = next(t for t in report["contentTypes"] if t["contentType"] == "Audit.SharePoint")
     assert sharepoint["poisonMessages"] == 1 and "AF20052" in sharepoint["lastError"]
-    assert report["status"] == "error"
+    assert report["status"] == "degraded"  # failed content heals by itself; the poison message is named in reasons
 
     world.sim.clear_injections()
     assert services.queue.replay_poison() == 1

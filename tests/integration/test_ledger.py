@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from collector.ledger import FailedContent, Ledger, LedgerSummary
+from collector.ledger import FailedContent, Ledger, LedgerSummary, WaitingContent
 from collector.models import ContentRef, LedgerStatus
 from collector.tables import TableClients
 
@@ -32,13 +32,20 @@ def test_summaries_count_per_content_type_over_the_ledgers_days(storage_connecti
     ledger.mark(missing, LedgerStatus.MISSING, NOW, error="AF20050")
     ledger.mark(failed, LedgerStatus.FAILED, NOW - timedelta(minutes=3), error="FatalApiError: HTTP 400 AF20052")
     ledger.mark(pruned_day, LedgerStatus.FAILED, NOW, error="outside the ledger's days")
+    healing = ref(EX, "b4", today)  # failed an hour ago, queued again by healing ten minutes ago: waiting again
+    ledger.mark_queued([healing], NOW - timedelta(hours=2))
+    ledger.mark(healing, LedgerStatus.FAILED, NOW - timedelta(hours=1), error="TransientApiError: HTTP 503",
+                attempts=1, retry_at=NOW - timedelta(minutes=45))
+    ledger.mark_queued([healing], NOW - timedelta(minutes=10))
 
     summaries = ledger.summaries(NOW, since=NOW - timedelta(hours=24))
 
     assert summaries == {
         SP: LedgerSummary(SP, records_indexed=250, expired_or_missing=2),
-        EX: LedgerSummary(EX, failed=(FailedContent("b1", "FatalApiError: HTTP 400 AF20052",
-                                                    NOW - timedelta(minutes=3)),)),
+        EX: LedgerSummary(EX, failed=(FailedContent("b1", "FatalApiError: HTTP 400 AF20052", NOW - timedelta(minutes=3)),
+                                      FailedContent("b4", "TransientApiError: HTTP 503", NOW - timedelta(hours=1))),
+                          waiting=2, oldest_waiting=WaitingContent("b2", NOW - timedelta(days=2), failed=False),
+                          next_retry_at=NOW - timedelta(minutes=45)),
     }
     assert [ledger.status(r) for r in everything] == [
         LedgerStatus.DONE, LedgerStatus.DONE, LedgerStatus.EXPIRED, LedgerStatus.MISSING, LedgerStatus.FAILED,

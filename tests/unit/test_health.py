@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from collector.health import HealthReporter
-from collector.ledger import FailedContent, LedgerSummary
+from collector.health import HealthReporter, Thresholds
+from collector.ledger import FailedContent, LedgerSummary, WaitingContent
 from collector.state import TypeState
 from tests.unit.fakes import FixedClock
 
@@ -72,8 +72,11 @@ def test_every_type_keeping_up_is_ok_and_the_document_has_its_fields():
         "contentType": SP, "status": "ok", "lastSuccessfulCollect": "2026-11-20T11:55:00.000Z",
         "lastRun": "2026-11-20T11:55:00.000Z", "checkpoint": "2026-11-20T11:55:00.000Z", "lagSeconds": 300,
         "recordsIndexedLast24h": 42, "expiredContentSkipped": 1, "poisonMessages": 0, "lastError": None,
-        "lastErrorAt": None, "contentLostBefore": None,
+        "lastErrorAt": None, "contentLostBefore": None, "reason": None, "failedContent": 0, "nextRetryAt": None,
+        "waiting": 0, "oldestWaiting": None,
     }
+    assert document["reasons"] == [] and document["oldestWaiting"] is None
+    assert document["thresholds"] == {"lagMinutes": 30, "maxWaitMinutes": 60, "maxLagHours": 24}
 
 
 def test_a_type_never_collected_or_far_behind_is_lagging():
@@ -84,20 +87,61 @@ def test_a_type_never_collected_or_far_behind_is_lagging():
     assert document["status"] == "lagging"
 
 
-def test_failed_content_makes_its_type_an_error_with_the_last_failure_as_last_error():
+def test_failed_content_degrades_its_type_with_the_last_failure_as_last_error_and_the_next_round():
+    """Failed content heals by itself (healing.py): degraded, not failing, while it waits for its round."""
     failed = (FailedContent("a", "FatalApiError: HTTP 400 AF20052", NOW), FailedContent("b", "", NOW))
-    document = report(healthy(SP), healthy(EX), ledger=Summaries(LedgerSummary(SP, failed=failed[:1])))
+    retry = NOW + timedelta(minutes=15)
+    document = report(healthy(SP), healthy(EX), ledger=Summaries(LedgerSummary(SP, failed=failed[:1], next_retry_at=retry)))
 
     sharepoint = by_type(document)[SP]
-    assert (sharepoint["status"], sharepoint["poisonMessages"], sharepoint["lastError"]) == (
-        "error", 1, "FatalApiError: HTTP 400 AF20052")
-    assert document["status"] == "error"
+    assert (sharepoint["status"], sharepoint["failedContent"], sharepoint["lastError"], sharepoint["nextRetryAt"]) == (
+        "degraded", 1, "FatalApiError: HTTP 400 AF20052", "2026-11-20T12:15:00.000Z")
+    assert document["status"] == "degraded"
+    assert document["reasons"] == [f"{SP}: 1 content blob(s) failed; they are retried by themselves until they expire "
+                                   "(nextRetryAt)"]
     unnamed = by_type(report(healthy(SP), ledger=Summaries(LedgerSummary(SP, failed=failed[1:]))))[SP]
     assert unnamed["lastError"] == "content processing failed"
 
 
-def test_poison_messages_turn_an_ok_deployment_into_an_error():
-    assert report(healthy(SP), healthy(EX), queue=Queue(poison=2))["status"] == "error"
+def test_poison_messages_turn_an_ok_deployment_degraded_and_are_named():
+    document = report(healthy(SP), healthy(EX), queue=Queue(poison=2))
+    assert document["status"] == "degraded"
+    assert document["reasons"] == ["2 message(s) in the poison queue audit-content-poison"]
+
+
+def test_a_listing_error_is_an_error():
+    state = TypeState(SP, cursor=NOW, last_run_at=NOW, last_success_at=NOW - timedelta(minutes=10),
+                      last_error="RetryAfterError: Retry-After 900 s", last_error_at=NOW)
+    document = report(state, healthy(EX))
+    assert (by_type(document)[SP]["status"], document["status"]) == ("error", "error")
+
+
+def test_content_waiting_longer_than_the_threshold_is_failing_and_the_oldest_waiting_item_is_shown():
+    """The queue does not drain: the oldest queued blob, across types, is what the operator needs."""
+    ex_old = WaitingContent("ex-1", NOW - timedelta(minutes=61), failed=False)
+    sp_new = WaitingContent("sp-1", NOW - timedelta(minutes=20), failed=True)
+    ledger = Summaries(LedgerSummary(EX, waiting=7, oldest_waiting=ex_old), LedgerSummary(SP, waiting=1, oldest_waiting=sp_new))
+    document = report(healthy(SP), healthy(EX), ledger=ledger, queue=Queue(depth=8))
+
+    assert document["status"] == "failing"
+    assert (by_type(document)[EX]["status"], by_type(document)[SP]["status"]) == ("failing", "ok")
+    assert document["oldestWaiting"] == {"contentType": EX, "contentId": "ex-1", "queuedAt": "2026-11-20T10:59:00.000Z",
+                                         "waitSeconds": 3660, "retry": False}
+    assert by_type(document)[EX]["waiting"] == 7
+    assert by_type(document)[SP]["oldestWaiting"] == {"contentId": "sp-1", "queuedAt": "2026-11-20T11:40:00.000Z",
+                                                      "waitSeconds": 1200, "retry": True}
+    assert document["reasons"] == [f"{EX}: content ex-1 has waited 61 min (over 60 min): the queue is not draining"]
+
+
+def test_thresholds_are_settings_and_a_long_silent_listing_is_failing():
+    waiting = Summaries(LedgerSummary(SP, waiting=1, oldest_waiting=WaitingContent("x", NOW - timedelta(minutes=61), False)))
+    relaxed = HealthReporter(content_types=(SP,), state=States(healthy(SP)), ledger=waiting, queue=Queue(),
+                             clock=FixedClock(NOW), thresholds=Thresholds(max_wait=timedelta(hours=2))).report()
+    assert relaxed["status"] == "ok" and relaxed["thresholds"]["maxWaitMinutes"] == 120  # type: ignore[index]
+
+    assert report(healthy(SP, lag=timedelta(hours=23)), types=(SP,))["status"] == "lagging"
+    silent = report(healthy(SP, lag=timedelta(hours=25)), types=(SP,))
+    assert silent["status"] == "failing" and silent["reasons"] == [f"{SP}: nothing listed for 25.0 h (over 24.0 h)"]
 
 
 def test_a_type_no_longer_configured_is_listed_after_the_others_but_does_not_count():

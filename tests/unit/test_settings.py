@@ -39,7 +39,8 @@ def test_clouds(cloud, api, login):
 
 
 def test_overrides_keep_the_clouds_scope():
-    s = Settings.from_env({**BASE, "M365_API_URL": "https://127.0.0.1:9443/", "M365_LOGIN_URL": "https://127.0.0.1:9443"})
+    s = Settings.from_env({**BASE, "M365_API_URL": "https://127.0.0.1:9443/", "M365_LOGIN_URL": "https://127.0.0.1:9443",
+                                 "M365_ALLOW_CUSTOM_HOSTS": "true"})
     assert s.api_url == "https://127.0.0.1:9443"
     assert s.scope == "https://manage.office.com/.default"
 
@@ -141,3 +142,26 @@ def test_collect_without_a_credential_fails_at_once_with_one_line(monkeypatch, c
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [f"auditkeep: 2 configuration errors: M365_CLIENT_ID is required ({GUID_HINT}); "
                      "M365_AUTH=secret needs M365_CLIENT_SECRET"]
+
+
+@pytest.mark.parametrize("name", ["M365_API_URL", "M365_LOGIN_URL"])
+def test_a_host_outside_the_cloud_is_refused_unless_custom_hosts_are_allowed(name):
+    """The token's scope stays the cloud's: sending it to another host needs an explicit opt-in (issue 12)."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**BASE, name: "https://collector.example.net"})
+    (problem,) = caught.value.problems
+    assert name in problem and "'collector.example.net'" in problem and "M365_ALLOW_CUSTOM_HOSTS=true" in problem
+    assert getattr(Settings.from_env({**BASE, name: "https://collector.example.net", "M365_ALLOW_CUSTOM_HOSTS": "true"}),
+                   name.split("_")[1].lower() + "_url") == "https://collector.example.net"
+
+
+def test_another_clouds_host_names_the_cloud_to_choose():
+    with pytest.raises(ConfigError, match=r"M365_API_URL host 'manage\.office365\.us' belongs to the 'gcchigh' cloud"):
+        Settings.from_env({**BASE, "M365_API_URL": "https://manage.office365.us"})
+    assert Settings.from_env({**BASE, "M365_CLOUD": "gcchigh", "M365_API_URL": "https://manage.office365.us/"}).api_url \
+        == "https://manage.office365.us"
+
+
+def test_allow_custom_hosts_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="M365_ALLOW_CUSTOM_HOSTS must be true or false, got 'maybe'"):
+        Settings.from_env({**BASE, "M365_ALLOW_CUSTOM_HOSTS": "maybe"})
