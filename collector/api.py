@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import logging
-import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -43,6 +42,9 @@ FUNCTION_EXPORT_SECONDS = 180.0
 # Cells starting with these make Excel evaluate a formula (CSV injection): the CSV export prefixes
 # them with an apostrophe. JSON and NDJSON carry the values unchanged.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Which storage tiers served a response (docs/cold-tier.md "The tiers header"): `hot`, `cold`,
+# `hot,cold`, or `none` when no day of the range exists in either.
+TIERS_HEADER = "X-AuditKeep-Tiers"
 
 
 Body = bytes | Iterable[bytes]
@@ -163,6 +165,10 @@ def ndjson_chunks(entries: Iterable[AuditEntry], trailer: Iterable[dict[str, obj
     yield b"".join(parts)
 
 
+def tiers_value(tiers: Iterable[str]) -> str:
+    return ",".join(tiers) or "none"
+
+
 def truncation_note(export: Export, limit: int, next_url: str | None) -> dict[str, object]:
     """What a truncated export says about itself (the last NDJSON line; the last CSV row as text)."""
     why = (f"the export stopped at {export.rows} rows, the limit set by QUERY_MAX_EXPORT_ROWS ({limit})"
@@ -170,7 +176,8 @@ def truncation_note(export: Export, limit: int, next_url: str | None) -> dict[st
            f"the export stopped after {export.rows} rows to finish within the HTTP time limit"
            if export.truncated == "time" else
            f"the export stopped after {export.rows} rows at the storage request budget of one response")
-    note: dict[str, object] = {"reason": export.truncated, "rows": export.rows, "message": why + "; more rows may follow"}
+    note: dict[str, object] = {"reason": export.truncated, "rows": export.rows, "message": why + "; more rows may follow",
+                               "tiers": tiers_value(export.tiers)}
     if next_url:
         note["nextLink"] = next_url
     return note
@@ -289,12 +296,13 @@ class Api:
             body: dict[str, object] = {"value": [entry.as_dict() for entry in page.entries]}
             if page.next_key is not None:
                 body["@odata.nextLink"] = link(page.next_key)
-            log.info("query.served rows=%d scanned=%d requests=%d next=%s", len(page.entries), page.scanned,
-                     page.requests, page.next_key is not None,
+            tiers = tiers_value(page.tiers)
+            log.info("query.served rows=%d scanned=%d requests=%d next=%s tiers=%s", len(page.entries), page.scanned,
+                     page.requests, page.next_key is not None, tiers,
                      extra={"route": "audit", "status": 200, "format": "json", "rows": len(page.entries),
                             "scanned": page.scanned, "requests": page.requests, "next": page.next_key is not None,
-                            "duration_ms": _elapsed_ms(began)})
-            return json_response(200, body)
+                            "tiers": tiers, "duration_ms": _elapsed_ms(began)})
+            return json_response(200, body, {TIERS_HEADER: tiers})
         return self._export(plan, link, began)
 
     def _export(self, plan: QueryPlan, link: Callable[[str], str], began: float) -> Response:
@@ -303,10 +311,11 @@ class Api:
 
         def note() -> dict[str, object] | None:
             """Evaluated once, after the last entry: the export's log line, and its truncation note."""
-            log.info("query.exported rows=%d truncated=%s", export.rows, export.truncated,
+            log.info("query.exported rows=%d truncated=%s tiers=%s", export.rows, export.truncated,
+                     tiers_value(export.tiers),
                      extra={"route": "audit", "status": 200, "format": plan.format, "rows": export.rows,
                             "scanned": export.scanned, "requests": export.requests, "truncated": export.truncated,
-                            "duration_ms": _elapsed_ms(began)})
+                            "tiers": tiers_value(export.tiers), "duration_ms": _elapsed_ms(began)})
             if not export.truncated:
                 return None
             return truncation_note(export, limit, link(export.next_key) if export.next_key else None)
@@ -330,11 +339,15 @@ class Api:
         headers.update({"Cache-Control": "no-store", "X-AuditKeep-Export-Limit": str(limit)})
         if not self.stream:
             body = b"".join(chunks)
+            headers[TIERS_HEADER] = tiers_value(export.tiers)  # materialized: the tiers it read
             if export.truncated:
                 headers["X-AuditKeep-Truncated"] = export.truncated
                 if export.next_key:
                     headers["Link"] = f'<{link(export.next_key)}>; rel="next"'
             return Response(200, headers, body)
+        # Streamed: the headers leave before the rows, so they name the tiers that hold the range
+        # (a truncated export's last line names the tiers it read).
+        headers[TIERS_HEADER] = tiers_value(export.planned_tiers)
         # Pull the first chunk now: a storage failure then becomes a JSON 500 instead of a broken stream.
         first = next(chunks)
         return Response(200, headers, _chain(first, chunks))
@@ -350,13 +363,17 @@ class Api:
         # them, so a record whose Id holds a tab is found like any other.
         lookup = self.services.index.lookup(record_id)
         if lookup.found is None:
-            if lookup.oldest_day is None:
+            # Not in the hot index: the cold tier's days the hot lookup did not read.
+            cold = self.services.query_view.find_cold(record_id, lookup)
+            if cold.raw is not None:
+                return Response(200, {"Content-Type": JSON, "Cache-Control": "no-store", TIERS_HEADER: "cold"}, cold.raw)
+            if cold.oldest_day is None:
                 where = "the index is empty"
             else:
-                day = f"{lookup.oldest_day[:4]}-{lookup.oldest_day[4:6]}-{lookup.oldest_day[6:]}"
-                where = (f"searched the newest {lookup.days} days of the index, back to {day}; a lookup by id "
-                         "reads no older days" if lookup.more else
-                         f"searched all {lookup.days} days of the index, back to {day}")
+                day = f"{cold.oldest_day[:4]}-{cold.oldest_day[4:6]}-{cold.oldest_day[6:]}"
+                where = (f"searched the newest {cold.days} days of the index, back to {day}; a lookup by id "
+                         "reads no older days" if cold.more else
+                         f"searched all {cold.days} days of the index, back to {day}")
             raise NotFoundError(f"no audit record with id {shown(record_id, 100)} ({where})")
         blob, position = lookup.found
         try:
@@ -365,7 +382,7 @@ class Api:
             log.error("api.raw_missing blob=%s position=%d", blob, position,
                       extra={"route": "audit/{id}", "status": 404, "blob": blob, "position": position})
             raise NotFoundError(f"audit record {shown(record_id, 100)} is indexed but its archive blob is missing") from None
-        return json_response(200, raw)
+        return json_response(200, raw, {TIERS_HEADER: "hot"})
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

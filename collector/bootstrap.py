@@ -29,11 +29,13 @@ if TYPE_CHECKING:
     from .auth import TokenProvider
     from .cold.compaction import Compactor
     from .cold.store import ColdBlobStore
+    from .cold.view import ColdView
     from .collect import ContentProcessor, ListingService
     from .health import HealthReporter
     from .ledger import Ledger
     from .management_api import ManagementApiClient
     from .query.service import QueryService
+    from .query.tiers import TieredView
     from .queue import ContentQueue
     from .state import StateStore
 
@@ -151,7 +153,7 @@ class Services:
         from .query.service import QueryService
 
         s = self.settings
-        return QueryService(self.index, max_range_days=s.query_max_range_days, max_export_rows=s.query_max_export_rows,
+        return QueryService(self.query_view, max_range_days=s.query_max_range_days, max_export_rows=s.query_max_export_rows,
                             clock=self.clock)
 
     @cached_property
@@ -171,6 +173,20 @@ class Services:
         from .cold.store import ColdBlobStore
 
         return ColdBlobStore(self.blob_service, self.settings.cold_container)
+
+    @cached_property
+    def cold_view(self) -> ColdView:
+        """The cold tier as queries read it (compacted days, cached manifests and footers)."""
+        from .cold.view import ColdView
+
+        return ColdView(self.cold_store, self.settings.tenant_id)
+
+    @cached_property
+    def query_view(self) -> TieredView:
+        """What queries read: each day from the hot index if it holds it, else from the cold tier."""
+        from .query.tiers import TieredView
+
+        return TieredView(self.index, self.cold_view)
 
     @cached_property
     def compactor(self) -> Compactor:

@@ -5,21 +5,32 @@
     reader.scan(user="alex@contoso.com")            # one user (records.parquet, row groups by user_hash)
     reader.scan(operation="FileAccessed")           # one operation (time.parquet groups from the manifest)
     reader.scan(..., after=order_key)               # strictly older than a cursor's order key
+    reader.scan(..., low=key, high=key)             # order keys in [low, high): a time window of the day
     reader.raw(record_id)                           # the raw JSON bytes, as /api/audit/{id} returns them
+    reader.other_org_keys(record_id)                # record keys of that id in other organizations
 
 Scans yield `collector.index.Hit` (order key, AuditEntry) exactly as the hot index's scans do, so
 the query layer can merge both tiers by order key and keep one cursor. Deltas (late records) are
-merged in. `store.requests` counts the blob reads a query cost.
+merged in. Row groups outside the wanted key range are never read: the manifest holds each group's
+key range, so a one-hour window of a day reads one time.parquet group.
+
+Blob reads: a file of at most SMALL_FILE bytes is read whole in one request; a larger one through
+ranged reads (its footer, then the column chunks of the groups wanted), and its parsed footer is
+kept in a `FooterCache` shared across readers, so later queries skip that round trip (a committed
+file's name is never rewritten: a new generation gets new names).
 """
 
 from __future__ import annotations
 
 import heapq
 import io
-from collections.abc import Iterable, Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import keys
@@ -28,12 +39,39 @@ from ..index import Hit
 from . import layout
 
 ENTRY_COLUMNS = ["order_key", *layout.NORMALIZED]
+# Small files cost one GET whole rather than a footer read plus a column read: a day of a few
+# thousand records is ~200 KB in all. Larger ones are read by range (bytes are billed too).
+SMALL_FILE = 256 * 1024
+FOOTERS = 512  # parsed footers kept by a FooterCache (a records footer of a 40 M-record day is ~1 MB)
 
 
 class ReadStore(Protocol):
     def get(self, name: str) -> tuple[bytes, str] | None: ...
 
     def open(self, name: str, size: int | None = None) -> io.RawIOBase | IO[bytes]: ...
+
+
+class FooterCache:
+    """Parsed Parquet footers by file name, least recently used dropped first (thread-safe)."""
+
+    def __init__(self, size: int = FOOTERS) -> None:
+        self.size = size
+        self._items: OrderedDict[str, pq.FileMetaData] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> pq.FileMetaData | None:
+        with self._lock:
+            found = self._items.get(name)
+            if found is not None:
+                self._items.move_to_end(name)
+            return found
+
+    def put(self, name: str, metadata: pq.FileMetaData) -> None:
+        with self._lock:
+            self._items[name] = metadata
+            self._items.move_to_end(name)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 def load_manifest(store: ReadStore, day: str) -> tuple[layout.Manifest, str] | None:
@@ -44,13 +82,20 @@ def load_manifest(store: ReadStore, day: str) -> tuple[layout.Manifest, str] | N
     return layout.Manifest.from_bytes(found[0]), found[1]
 
 
+def record_key(record_id: str, organization_id: str = "", tenant_id: str = "") -> str:
+    """The id view's key of a record: the lower-cased id, plus `_org` for another organization than `tenant_id`."""
+    return keys.kid(record_id) + keys.org_suffix(organization_id, tenant_id)
+
+
 class DayReader:
     """One compacted day. Raises ColdFormatError if the day has no manifest."""
 
-    def __init__(self, store: ReadStore, day: str, manifest: layout.Manifest | None = None) -> None:
+    def __init__(self, store: ReadStore, day: str, manifest: layout.Manifest | None = None,
+                 footers: FooterCache | None = None) -> None:
         self.store = store
         self.day = day
         self._manifest = manifest
+        self.footers = footers
         self._files: dict[str, pq.ParquetFile] = {}
 
     @property
@@ -65,7 +110,15 @@ class DayReader:
     def _parquet(self, info: layout.FileInfo) -> pq.ParquetFile:
         parquet = self._files.get(info.name)
         if parquet is None:
-            parquet = pq.ParquetFile(self.store.open(info.name, info.bytes))
+            if info.bytes <= SMALL_FILE:
+                with self.store.open(info.name, info.bytes) as handle:
+                    data = handle.read()
+                parquet = pq.ParquetFile(pa.BufferReader(data))
+            else:
+                footer = self.footers.get(info.name) if self.footers is not None else None
+                parquet = pq.ParquetFile(self.store.open(info.name, info.bytes), metadata=footer)
+                if footer is None and self.footers is not None:
+                    self.footers.put(info.name, parquet.metadata)
             self._files[info.name] = parquet
         return parquet
 
@@ -77,54 +130,70 @@ class DayReader:
 
     # ------------------------------------------------------------ scans
 
-    def scan(self, *, user: str | None = None, operation: str | None = None, after: str | None = None) -> Iterator[Hit]:
+    def scan(self, *, user: str | None = None, operation: str | None = None, after: str | None = None,
+             low: str | None = None, high: str | None = None) -> Iterator[Hit]:
         """Records of the day newest first (ascending order key), optionally of one user or one
-        operation (case-insensitive, as the hot index's views), strictly after order key `after`."""
+        operation (case-insensitive, as the hot index's views), strictly after order key `after`,
+        with order keys in [low, high)."""
         m = self.manifest
+        bounds = _Bounds(after, low, high)
         if user is not None:
             wanted = layout.user_hash(user)
+            folded = user.casefold()
             info = m.files[layout.RECORDS]
             groups = [i for i, g in enumerate(info.groups) if g[2] <= wanted <= g[3]]
-            table = self._groups(info, groups, ENTRY_COLUMNS)
-            main = _sorted_hits(table, lambda row: str(row["user"]).casefold() == user.casefold(), after)
+            table = self._groups(info, groups, ["user_hash", *ENTRY_COLUMNS])
+            if table.num_rows:
+                table = table.filter(pc.equal(table.column("user_hash"), wanted))
+            main = _hits(table, bounds, lambda row: str(row["user"]).casefold() == folded)
         elif operation is not None:
-            info = m.files[layout.TIME]
-            table = self._groups(info, m.operations.get(operation.casefold(), []), ENTRY_COLUMNS)
-            main = _sorted_hits(table, lambda row: str(row["operation"]).casefold() == operation.casefold(), after)
+            folded = operation.casefold()
+            main = self._time_scan(bounds, m.operations.get(folded, []),
+                                   lambda row: str(row["operation"]).casefold() == folded)
         else:
-            main = self._time_scan(after)
-        deltas = [self._delta_hits(d, user, operation, after) for d in m.deltas]
+            main = self._time_scan(bounds, range(len(m.files[layout.TIME].groups)), None)
+        deltas = [self._delta_hits(d, user, operation, bounds) for d in m.deltas]
         return heapq.merge(main, *deltas, key=lambda hit: hit.key) if deltas else main
 
-    def _time_scan(self, after: str | None) -> Iterator[Hit]:
+    def _time_scan(self, bounds: _Bounds, groups: Iterable[int], keep: Callable[[dict[str, Any]], bool] | None) -> Iterator[Hit]:
+        """time.parquet groups (sorted by order key, so the groups are too) one at a time: a page
+        that stops early never reads the older groups."""
         info = self.manifest.files[layout.TIME]
-        for index, group in enumerate(info.groups):
-            if after is not None and str(group[3]) <= after:
+        for index in sorted(groups):
+            first, last = info.groups[index][2], info.groups[index][3]
+            if bounds.high is not None and str(first) >= bounds.high:
+                return
+            if not bounds.overlaps(str(first), str(last)):
                 continue
-            yield from _sorted_hits(self._groups(info, [index], ENTRY_COLUMNS), None, after)
+            yield from _hits(self._groups(info, [index], ENTRY_COLUMNS), bounds, keep)
 
-    def _delta_hits(self, info: layout.FileInfo, user: str | None, operation: str | None, after: str | None) -> Iterator[Hit]:
-        table = self._groups(info, range(len(info.groups)), ENTRY_COLUMNS)
+    def _delta_hits(self, info: layout.FileInfo, user: str | None, operation: str | None, bounds: _Bounds) -> Iterator[Hit]:
+        groups = [i for i, g in enumerate(info.groups) if bounds.overlaps(str(g[2]), str(g[3]))]
+        table = self._groups(info, groups, ENTRY_COLUMNS)
 
         def keep(row: dict[str, Any]) -> bool:
             return ((user is None or str(row["user"]).casefold() == user.casefold())
                     and (operation is None or str(row["operation"]).casefold() == operation.casefold()))
-        return _sorted_hits(table, keep, after)
+        return _hits(table, bounds, keep)
 
     # ------------------------------------------------------------ ids
 
     def raw(self, record_id: str, organization_id: str = "", tenant_id: str = "") -> bytes | None:
         """The raw JSON bytes of a record of this day, or None. The key is the id view's: the
         lower-cased id, plus `_org` for another organization than `tenant_id`."""
-        key = keys.kid(record_id) + keys.org_suffix(organization_id, tenant_id)
+        return self.raw_by_key(record_key(record_id, organization_id, tenant_id))
+
+    def raw_by_key(self, key: str) -> bytes | None:
+        """The raw JSON bytes of the record with this id-view key (kid + org suffix), or None."""
         m = self.manifest
         wanted = layout.key_hash(key)
         ids = m.files[layout.IDS]
         groups = [i for i, g in enumerate(ids.groups) if g[2] <= wanted <= g[3]]
-        found = self._groups(ids, groups, ["key_hash", "row"]).to_pylist()
-        rows = [int(r["row"]) for r in found if r["key_hash"] == wanted]
+        found = self._groups(ids, groups, ["key_hash", "row"])
+        if found.num_rows:
+            found = found.filter(pc.equal(found.column("key_hash"), wanted))
         records = m.files[layout.RECORDS]
-        for row in rows:
+        for row in (int(r) for r in found.column("row").to_pylist()):
             for index, (first, count, _, _) in enumerate(records.groups):
                 if first <= row < first + count:
                     table = self._groups(records, [index], ["order_key", "raw"])
@@ -136,6 +205,28 @@ class DayReader:
                 if layout.record_key(order) == key:
                     return str(raw).encode("utf-8")
         return None
+
+    def other_org_keys(self, record_id: str, tenant_id: str) -> list[str]:
+        """Id-view keys (kid + `_org`) of the records with this id in organizations other than the
+        tenant's, oldest organization key first. Reads only the time.parquet row groups whose
+        organizationId statistics show another organization (nearly none in a single-tenant
+        deployment), plus the deltas."""
+        prefix = keys.kid(record_id) + "_"
+        m = self.manifest
+        info = m.files[layout.TIME]
+        parquet = self._parquet(info)
+        column = parquet.schema_arrow.get_field_index("organizationId")
+        own = {"", tenant_id}
+        groups = []
+        for index in range(parquet.metadata.num_row_groups):
+            stats = parquet.metadata.row_group(index).column(column).statistics
+            if stats is None or not stats.has_min_max or not (stats.min == stats.max and stats.min in own):
+                groups.append(index)
+        found: set[str] = set()
+        for source, wanted in ((info, groups), *((d, range(len(d.groups))) for d in m.deltas)):
+            orders = self._groups(source, wanted, ["order_key"]).column("order_key").to_pylist()
+            found |= {layout.record_key(o) for o in orders if layout.record_key(o).startswith(prefix)}
+        return sorted(found)
 
     def known(self, record_keys: Iterable[str]) -> set[str]:
         """Which of these record keys the day already holds (files or deltas): reads only the ids
@@ -163,9 +254,39 @@ class DayReader:
                 yield self._groups(info, [index], columns)
 
 
-def _sorted_hits(table: pa.Table, keep: Any, after: str | None) -> Iterator[Hit]:
+class _Bounds:
+    """Order keys wanted: strictly after `after`, at least `low`, below `high` (each optional)."""
+
+    def __init__(self, after: str | None, low: str | None, high: str | None) -> None:
+        self.after, self.low, self.high = after, low, high
+
+    def overlaps(self, first: str, last: str) -> bool:
+        """Whether a group holding keys first..last (inclusive) may hold a wanted key."""
+        return ((self.after is None or last > self.after) and (self.low is None or last >= self.low)
+                and (self.high is None or first < self.high))
+
+    def filter(self, table: pa.Table) -> pa.Table:
+        column = table.column("order_key")
+        masks = []
+        if self.after is not None:
+            masks.append(pc.greater(column, self.after))
+        if self.low is not None:
+            masks.append(pc.greater_equal(column, self.low))
+        if self.high is not None:
+            masks.append(pc.less(column, self.high))
+        if not masks:
+            return table
+        mask = masks[0]
+        for more in masks[1:]:
+            mask = pc.and_(mask, more)
+        return table.filter(mask)
+
+
+def _hits(table: pa.Table, bounds: _Bounds, keep: Callable[[dict[str, Any]], bool] | None) -> Iterator[Hit]:
+    if table.num_rows == 0:
+        return iter(())
+    table = bounds.filter(table)
     if table.num_rows == 0:
         return iter(())
     rows = table.sort_by([("order_key", "ascending")]).to_pylist()
-    return (Hit(str(row["order_key"]), layout.entry_from_row(row)) for row in rows
-            if (after is None or str(row["order_key"]) > after) and (keep is None or keep(row)))
+    return (Hit(str(row["order_key"]), layout.entry_from_row(row)) for row in rows if keep is None or keep(row))

@@ -1,9 +1,10 @@
 """What one request may spend on storage: requests (day-table probes and pages), rows and seconds.
 
-A `Budget` is made per request and handed to whatever reads for it (today the index's day tables;
-later tier readers consume the same object). The readers charge it; the query service stops once
-it is spent and answers with what it found and a next link at the position reached, so one request
-never costs thousands of storage calls and paging still reaches every result.
+A `Budget` is made per request and handed to whatever reads for it: the hot index's day tables
+and the cold tier's blobs (collector/query/tiers.py) charge the same object, each request with its
+tier, so the response can say which tiers served it. The query service stops once it is spent and
+answers with what it found and a next link at the position reached, so one request never costs
+thousands of storage calls and paging still reaches every result.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal, Protocol
 
 # A JSON page's budget (docs/powerbi.md "The query in one paragraph"): at most this many storage
 # requests, scanned rows and seconds. 100 requests cover a month of day probes for three values,
@@ -22,6 +24,16 @@ PAGE_SECONDS = 2.0
 # An export's request budget: 1,000,000 rows are ~1,000 full pages, plus the continuation pages
 # Table storage returns at partition boundaries and the probes of sparse days.
 EXPORT_REQUESTS = 5_000
+
+Tier = Literal["hot", "cold"]
+TIERS: tuple[Tier, ...] = ("hot", "cold")  # the order the X-AuditKeep-Tiers header lists them in
+
+
+class Charge(Protocol):
+    """The callback a reader calls once per storage request it sends (the hot index calls it
+    without arguments: its requests are the hot tier's)."""
+
+    def __call__(self, tier: Tier = "hot") -> None: ...
 
 
 class Budget:
@@ -34,12 +46,19 @@ class Budget:
         self.deadline = None if seconds is None else timer() + seconds
         self.requests = 0
         self.rows = 0
+        self.by_tier: dict[Tier, int] = {}
         self._lock = threading.Lock()
 
-    def charge_request(self) -> None:
-        """One storage request made (a day-table probe or a page of one)."""
+    def charge_request(self, tier: Tier = "hot") -> None:
+        """One storage request made (a day-table probe or a page of one; a cold blob read)."""
         with self._lock:
             self.requests += 1
+            self.by_tier[tier] = self.by_tier.get(tier, 0) + 1
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        """The tiers this request read, hot first."""
+        return tuple(t for t in TIERS if self.by_tier.get(t))
 
     def narrow(self, *, requests: int, rows: int, seconds: float) -> None:
         """Allow at most this much more from now on (an export looking for one more match)."""

@@ -1,6 +1,7 @@
 """Query plans run over the index views: JSON pages and exports, newest first, with stateless cursors.
 
-The only part of the query that reads storage, always through `AuditIndex.scan`, and always
+The only part of the query that reads storage, always through a `ViewIndex` scan (the hot index,
+or both tiers through tiers.py's `TieredView`), and always
 against a per-request `Budget` (budget.py): a page stops when its budget is spent, wherever it is,
 and its next key is the position reached, even when nothing matched.
 """
@@ -16,12 +17,12 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from .. import keys
 from ..models import AuditEntry, View
 from ..timeutil import SystemClock
-from .budget import EXPORT_REQUESTS, PAGE_REQUESTS, PAGE_ROWS, PAGE_SECONDS, Budget
+from .budget import EXPORT_REQUESTS, PAGE_REQUESTS, PAGE_ROWS, PAGE_SECONDS, Budget, Charge, Tier
 from .matcher import matcher
 from .params import Params, QueryPlan, parse_request
 
@@ -36,13 +37,22 @@ Truncation = Literal["limit", "time", "requests"]
 
 
 class ViewIndex(Protocol):
-    """What a query reads: `AuditIndex`'s view scans and its list of months."""
+    """What a query reads: view scans and the list of months, of `AuditIndex` (the hot index) or
+    of `TieredView` (tiers.py: the hot index and the cold tier). `on_request` is called once per
+    storage request, with the tier that served it."""
 
     def scan(self, view: View, start: datetime, end: datetime, *, value: str | None = None,
              after: str | None = None, page_size: int = 1000,
-             on_request: Callable[[], None] | None = None) -> Iterator[Hit]: ...
+             on_request: Charge | None = None) -> Iterator[Hit]: ...
 
     def months(self) -> list[str]: ...
+
+
+@runtime_checkable
+class TierPlanner(Protocol):
+    """A ViewIndex that can tell which tiers hold a range (TieredView); a plain hot index holds one."""
+
+    def tiers(self, view: View, start: datetime, end: datetime) -> tuple[Tier, ...]: ...
 
 
 def day_windows(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -90,6 +100,7 @@ class Page:
     next_key: str | None
     scanned: int
     requests: int = 0
+    tiers: tuple[Tier, ...] = ()  # the tiers read (budget.TIERS order)
 
 
 class Export:
@@ -97,7 +108,8 @@ class Export:
     EXPORT_REQUESTS storage requests.
 
     Iterate it once; afterwards `truncated` says whether it stopped early ("limit", "time" or
-    "requests") and `next_key` is where a follow-up request (cursor) continues.
+    "requests"), `next_key` is where a follow-up request (cursor) continues and `tiers` which
+    tiers it read. `planned_tiers` (before iterating) are the tiers that hold the range.
     """
 
     def __init__(self, service: QueryService, plan: QueryPlan, limit: int, seconds: float | None) -> None:
@@ -107,6 +119,11 @@ class Export:
         self.requests = 0
         self.truncated: Truncation | None = None
         self.next_key: str | None = None
+        self.tiers: tuple[Tier, ...] = ()
+
+    @property
+    def planned_tiers(self) -> tuple[Tier, ...]:
+        return self.service.planned_tiers(self.plan)
 
     def __iter__(self) -> Iterator[AuditEntry]:
         service, plan = self.service, self.plan
@@ -144,6 +161,7 @@ class Export:
         finally:
             stream.close()
             self.requests = budget.requests
+            self.tiers = budget.tiers
 
     def _stop(self, reason: Truncation, key: str | None) -> None:
         self.truncated = reason
@@ -283,6 +301,18 @@ class QueryService:
             end = min(end, keys.month_bounds(months[0])[1])
         return (start, end) if start < end else None
 
+    def planned_tiers(self, plan: QueryPlan) -> tuple[Tier, ...]:
+        """The tiers that hold the plan's days (after its cursor): what an export of it will read."""
+        bounds = self._bounds(plan)
+        if bounds is None:
+            return ()
+        start, end = bounds
+        if plan.after is not None:
+            end = min(end, keys.from_inv(int(plan.after[:10])) + timedelta(seconds=1))
+        if not isinstance(self.index, TierPlanner):
+            return ("hot",) if start < end else ()
+        return self.index.tiers(plan.view, start, end)
+
     def page(self, plan: QueryPlan, budget: Budget | None = None) -> Page:
         """Up to `plan.top` matching entries; `next_key` is None only when nothing more can match."""
         budget = budget or self.page_budget()
@@ -295,20 +325,20 @@ class QueryService:
         try:
             for item in stream:
                 if item is SPENT:
-                    return Page(entries, position, budget.rows, budget.requests)
+                    return Page(entries, position, budget.rows, budget.requests, budget.tiers)
                 position = item.key
                 if not isinstance(item, Mark):
                     budget.charge_row()
                     if match(item.entry):
                         if len(entries) == plan.top:  # one more match exists: there is a next page
-                            return Page(entries, last_emitted, budget.rows, budget.requests)
+                            return Page(entries, last_emitted, budget.rows, budget.requests, budget.tiers)
                         entries.append(item.entry)
                         last_emitted = item.key
                 if budget.spent:
-                    return Page(entries, position, budget.rows, budget.requests)
+                    return Page(entries, position, budget.rows, budget.requests, budget.tiers)
         finally:
             stream.close()
-        return Page(entries, None, budget.rows, budget.requests)
+        return Page(entries, None, budget.rows, budget.requests, budget.tiers)
 
     def export(self, plan: QueryPlan, *, seconds: float | None = None) -> Export:
         return Export(self, plan, self.max_export_rows, seconds)

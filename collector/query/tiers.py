@@ -1,0 +1,177 @@
+"""One view over both tiers: each day of a scan is read from the hot index when it holds the day,
+else from the cold tier when the day is compacted (docs/cold-tier.md "One query API over both tiers").
+
+`TieredView` is a `ViewIndex` (service.py), so the query service stays one: it merges and filters
+hits by order key whatever tier they come from, and a cursor made on a hot day resumes on a cold
+one. A day in both tiers (compacted, not yet pruned from the hot index) is read from hot only, so
+nothing comes twice. Every request is charged to the caller's budget with its tier.
+
+Stale listings: both tiers' lists of days are cached for ~30 s. When a day that both list yields
+nothing from hot, the hot listing is re-read (at most once a second): if prune-index dropped the
+day meanwhile, the cold tier answers instead of an empty day. A day that neither lists is asked
+of the hot index (which re-reads its own listing) and the cold listing is re-read too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from .. import keys
+from ..index import LOCATE_MAX_DAYS, Hit, Lookup
+from ..models import View
+from .budget import TIERS, Charge, Tier
+
+if TYPE_CHECKING:
+    from ..cold.view import ColdFind
+
+RELIST_SECONDS = 1.0  # a listing is re-read at most this often when a day seems to be missing
+
+
+class HotIndex(Protocol):
+    """What the tiered view reads of collector/index.py's AuditIndex."""
+
+    def scan(self, view: View, start: datetime, end: datetime, *, value: str | None = None,
+             after: str | None = None, page_size: int = 1000,
+             on_request: Callable[[], None] | None = None) -> Iterator[Hit]: ...
+
+    def tables(self, view: View, *, refresh: bool = False) -> set[str]: ...
+
+    def months(self) -> list[str]: ...
+
+    def lookup(self, record_id: str, *, max_days: int = LOCATE_MAX_DAYS) -> Lookup: ...
+
+
+class ColdTier(Protocol):
+    """What the tiered view reads of collector/cold/view.py's ColdView."""
+
+    def days(self, *, refresh: bool = False, max_age: float = ...) -> frozenset[str]: ...
+
+    def age(self) -> float: ...
+
+    def scan(self, day: str, view: View, *, value: str | None = None, after: str | None = None,
+             low: str | None = None, high: str | None = None,
+             charge: Callable[[], None] | None = None) -> Iterator[Hit]: ...
+
+    def find(self, record_id: str, days: list[str], charge: Callable[[], None] | None = None) -> ColdFind: ...
+
+
+class TieredView:
+    """Scans over the hot index and the cold tier (None: hot only), day by day (module docstring)."""
+
+    def __init__(self, hot: HotIndex, cold: ColdTier | None, *, timer: Callable[[], float] = time.monotonic) -> None:
+        self.hot = hot
+        self.cold = cold
+        self.timer = timer
+        self._relisted: dict[View, float] = {}
+
+    def _cold_days(self) -> frozenset[str]:
+        return self.cold.days() if self.cold is not None else frozenset()
+
+    def months(self) -> list[str]:
+        """Months (yyyyMM) that either tier holds, newest first."""
+        return sorted({*self.hot.months(), *(day[:6] for day in self._cold_days())}, reverse=True)
+
+    def tiers(self, view: View, start: datetime, end: datetime) -> tuple[Tier, ...]:
+        """The tiers that hold the days of [start, end) (what an export of the range will read)."""
+        days = set(keys.days_newest_first(start, end)) if end > start else set()
+        hot = days & self.hot.tables(view)
+        cold = (days - hot) & self._cold_days()
+        held = {"hot": bool(hot), "cold": bool(cold)}
+        return tuple(t for t in TIERS if held[t])
+
+    def scan(self, view: View, start: datetime, end: datetime, *, value: str | None = None,
+             after: str | None = None, page_size: int = 1000, on_request: Charge | None = None) -> Iterator[Hit]:
+        """Rows of `view` with start <= time < end, newest first, resumed strictly after `after`
+        (AuditIndex.scan's contract), each day from the tier that holds it."""
+        if view not in (View.TIME, View.USER, View.OPERATION):
+            raise ValueError(f"unknown view {view!r}")
+        if view != View.TIME and value is None:
+            raise ValueError("user and operation scans need a value")
+        first_second = math.ceil(start.timestamp())
+        last_second = math.ceil(end.timestamp()) - 1  # time < end, at second resolution
+        if after is not None:
+            last_second = min(last_second, keys.INV_BASE - int(after[:10]))
+        if last_second < first_second:
+            return
+        days = keys.days_newest_first(keys.from_inv(keys.INV_BASE - first_second),
+                                      keys.from_inv(keys.INV_BASE - last_second) + timedelta(seconds=1))
+        hot_charge: Callable[[], None] | None = None
+        cold_charge: Callable[[], None] | None = None
+        if on_request is not None:
+            charge = on_request
+            hot_charge = lambda: charge("hot")  # noqa: E731 - two one-line adapters
+            cold_charge = lambda: charge("cold")  # noqa: E731
+        for day in days:
+            day_start, day_end = keys.day_bounds(day)
+            lo_second = max(first_second, int(day_start.timestamp()))
+            hi_second = min(last_second, int(day_end.timestamp()) - 1)
+            if hi_second < lo_second:
+                continue
+            lo, hi = keys.from_inv(keys.INV_BASE - lo_second), keys.from_inv(keys.INV_BASE - hi_second) + timedelta(seconds=1)
+            hot_days = self.hot.tables(view)
+            cold_days = self._cold_days()
+            if self.cold is not None and day in cold_days and day not in hot_days:
+                yield from self._cold(day, view, value, after, lo_second, hi_second, cold_charge)
+                continue
+            served = False
+            for hit in self.hot.scan(view, lo, hi, value=value, after=after, page_size=page_size, on_request=hot_charge):
+                served = True
+                yield hit
+            if not served and self._moved_to_cold(view, day, hot_days, cold_days):
+                yield from self._cold(day, view, value, after, lo_second, hi_second, cold_charge)
+
+    def _cold(self, day: str, view: View, value: str | None, after: str | None, lo_second: int, hi_second: int,
+              charge: Callable[[], None] | None) -> Iterator[Hit]:
+        assert self.cold is not None
+        low, high = f"{keys.INV_BASE - hi_second:010d}", f"{keys.INV_BASE - lo_second + 1:010d}"
+        return self.cold.scan(day, view, value=value, after=after, low=low, high=high, charge=charge)
+
+    def _moved_to_cold(self, view: View, day: str, hot_days: set[str], cold_days: frozenset[str]) -> bool:
+        """After the hot index gave nothing for `day`: whether the day is compacted and no longer
+        hot, though the cached listings said otherwise (pruned, or compacted, since they were read)."""
+        if self.cold is None:
+            return False
+        if day in cold_days:
+            return not self._still_hot(view, day)
+        return day not in hot_days and self.cold.age() > RELIST_SECONDS and day in self.cold.days(refresh=True)
+
+    def _still_hot(self, view: View, day: str) -> bool:
+        """Whether the hot index still has the day's table (re-listed at most once per RELIST_SECONDS)."""
+        now = self.timer()
+        if now - self._relisted.get(view, -math.inf) < RELIST_SECONDS:
+            return day in self.hot.tables(view)
+        self._relisted[view] = now
+        return day in self.hot.tables(view, refresh=True)
+
+    # ------------------------------------------------------------ by id
+
+    def find_cold(self, record_id: str, hot: Lookup, charge: Callable[[], None] | None = None) -> TieredLookup:
+        """After a hot lookup that missed: the cold days the hot one did not read, newest first, up
+        to LOCATE_MAX_DAYS days over both tiers, the hot days counted first."""
+        hot_days = self.hot.tables(View.ID)
+        cold_days = sorted(self._cold_days() - hot_days, reverse=True)
+        room = max(0, LOCATE_MAX_DAYS - hot.days)
+        if hot.more:
+            room = 0  # the hot lookup already read its newest LOCATE_MAX_DAYS days
+        searched = cold_days[:room]
+        if self.cold is None or not searched:
+            return TieredLookup(None, hot.days, hot.oldest_day, hot.more or bool(cold_days))
+        found = self.cold.find(record_id, searched, charge)
+        oldest = searched[-1] if hot.oldest_day is None or searched[-1] < hot.oldest_day else hot.oldest_day
+        return TieredLookup(found.raw, hot.days + len(searched), oldest, len(cold_days) > len(searched))
+
+
+@dataclass(frozen=True)
+class TieredLookup:
+    """The answer of a lookup by id over both tiers after the hot one missed: the raw bytes when
+    the cold tier has the record, and how far the search went (both tiers' days)."""
+
+    raw: bytes | None
+    days: int
+    oldest_day: str | None
+    more: bool
