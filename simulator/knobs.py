@@ -37,6 +37,9 @@ class Knobs:
     af10001_status: int = 403  # missing permission: 401 or 403 (unconfirmed)
     af50000_rate: float = 0.0  # random AF50000 (HTTP 500) after authentication
     http_503_rate: float = 0.0  # random bare 503 before anything else (a front end failing)
+    # --- transport (a connection that breaks; the answer is computed, then mangled on the wire) ---
+    reset_rate: float = 0.0  # random TCP reset instead of any API answer (nothing is sent)
+    cut_body_rate: float = 0.0  # random API answer cut off: Content-Length says more than arrives, then the connection closes
     throttle_limit_per_min: int | None = 2000  # requests per PublisherIdentifier per window; None = off
     throttle_window_seconds: float = 60.0  # wall-clock window of the throttle (shorten it in tests)
     throttle_status: int = 403  # HTTP status of AF429 (Microsoft's docs show 403; 429 plausible)
@@ -53,7 +56,7 @@ class Knobs:
     clock_skew: timedelta = timedelta(0)  # the service's clock = clock() + skew (shows in Date and in validation)
     # --- bookkeeping ---
     request_log_limit: int = 100_000  # sim.requests keeps at most this many entries
-    fault_seed: int | None = None  # seed of the random faults (af50000_rate, http_503_rate, empty_page_rate)
+    fault_seed: int | None = None  # seed of the random faults (af50000_rate, http_503_rate, empty_page_rate, reset_rate, cut_body_rate)
     region: str = "na0017"  # region token in content ids and nextPage tokens ("Content and page identifiers")
 
     def update(self, **values: Any) -> None:
@@ -70,7 +73,7 @@ class Knobs:
             raise ValueError("page_size must be at least 1")
         if self.default_window not in DEFAULT_WINDOWS:
             raise ValueError(f"default_window must be one of {DEFAULT_WINDOWS}")
-        for name in ("empty_page_rate", "af50000_rate", "http_503_rate"):
+        for name in ("empty_page_rate", "af50000_rate", "http_503_rate", "reset_rate", "cut_body_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.throttle_limit_per_min is not None and self.throttle_limit_per_min < 1:
@@ -111,6 +114,12 @@ OPERATIONS = (
 )
 API_OPERATIONS = OPERATIONS[3:]
 
+# How an answer can break on the wire (Simulator.inject(fault=...), the reset_rate/cut_body_rate knobs):
+# "reset": the connection is reset before anything is sent; "reset_after_headers": status and headers
+# arrive, then a reset; "cut": Content-Length is the full body, half of it arrives, then the
+# connection closes; "cut_chunked": the same with Transfer-Encoding: chunked (no last chunk).
+TRANSPORT_FAULTS = ("reset", "reset_after_headers", "cut", "cut_chunked")
+
 
 @dataclass
 class Injection:
@@ -123,6 +132,7 @@ class Injection:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     delay: float = 0.0
+    fault: str | None = None  # one of TRANSPORT_FAULTS: the (normal or scripted) answer breaks on the wire
     times: int | None = 1  # None: until removed
     when: Callable[[Request], bool] | None = None
     hits: int = 0

@@ -1,7 +1,8 @@
 """URL → operation, and the faults that sit in front of every operation (docs/api-behaviour.md "Surface",
 "Fault and realism knobs").
 
-Order per request: route (404/405) → scripted injection → random bare 503 (API only) → the operation.
+Order per request: route (404/405) → scripted injection → random bare 503 (API only) → the operation;
+then the answer may break on the wire (a scripted `fault`, or reset_rate / cut_body_rate for API operations).
 """
 
 from __future__ import annotations
@@ -67,19 +68,30 @@ def dispatch(sim: Simulator, request: Request) -> tuple[str | None, Response]:
     if problem is not None or handler is None or operation is None:
         return operation, problem or not_found(request.raw_path, request.host)
     injection = sim.take_injection(operation, request)
+    response = _answer(sim, request, operation, handler, injection)
+    if injection is not None and injection.fault is not None:
+        response.transport_fault = injection.fault
+    elif operation in API_OPERATIONS and sim.fault(sim.knobs.reset_rate):
+        response.transport_fault = "reset"
+    elif operation in API_OPERATIONS and sim.fault(sim.knobs.cut_body_rate):
+        response.transport_fault = "cut"
+    return operation, response
+
+
+def _answer(sim: Simulator, request: Request, operation: str, handler: Handler, injection: Injection | None) -> Response:
     if injection is not None:
         response = _injected(sim, request, operation, injection)
         if response is not None:
-            return operation, response
-        delay = injection.delay  # a delay-only injection slows the normal answer down
+            return response
+        delay = injection.delay  # a delay-only (or fault-only) injection changes the normal answer's delivery
     else:
         delay = 0.0
     if operation in API_OPERATIONS and sim.fault(sim.knobs.http_503_rate):
         # A front end failing before the service sees the request ("Error codes": a front end that is down).
-        return operation, json_response(503, {"Message": "The service is unavailable."})
+        return json_response(503, {"Message": "The service is unavailable."})
     response = handler(sim, request)
     response.delay_seconds = max(response.delay_seconds, delay)
-    return operation, response
+    return response
 
 
 def _injected(sim: Simulator, request: Request, operation: str, injection: Injection) -> Response | None:

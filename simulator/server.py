@@ -15,6 +15,7 @@ import logging
 import shutil
 import socket
 import ssl
+import struct
 import tempfile
 import threading
 import time
@@ -100,24 +101,57 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _write(self, response: Response, date: str) -> None:
+        fault = response.transport_fault
         try:
+            if fault == "reset":
+                self._reset()
+                return
+            body = response.body if self.command != "HEAD" else b""
             self.send_response_only(response.status)
             self.send_header("Date", date)
             self.send_header("Server", self.server_version)
             self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
+            if fault == "cut_chunked":
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(len(response.body)))
             for name, value in (*_SERVICE_HEADERS, *response.headers):
                 self.send_header(name, value)
             # Headers and body leave in one write: two small writes on a kept-alive connection meet
             # Nagle + delayed ACK and cost ~40 ms per request.
             self._headers_buffer.append(b"\r\n")
-            if self.command != "HEAD" and response.body:
-                self._headers_buffer.append(response.body)
+            if fault in ("cut", "cut_chunked"):
+                part = body[:len(body) // 2]
+                body = f"{len(part) + 1:x}\r\n".encode() + part if fault == "cut_chunked" else part
+            elif fault == "reset_after_headers":
+                body = b""
+            if body:
+                self._headers_buffer.append(body)
             self.flush_headers()
+            if fault in ("cut", "cut_chunked"):
+                self._cut()
+            elif fault == "reset_after_headers":
+                self._reset()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError) as exc:
             # The client went away mid-answer (e.g. its read timeout fired during a scripted delay).
             log.debug("client %s left before the answer was written: %s", self.client_address, exc)
             self.close_connection = True
+
+    def _cut(self) -> None:
+        """Close the connection (FIN, no TLS close_notify) in the middle of the answer: a cut-off body."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _reset(self) -> None:
+        """Reset the connection (RST: SO_LINGER 0, then close): the client sees ECONNRESET."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # The read file holds a reference to the socket: close it too, or close() would not
+            # close the descriptor (and so would not send the RST) until the handler returns.
+            self.rfile.close()
+            self.connection.close()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
         log.debug("%s - " + format, self.client_address[0], *args)

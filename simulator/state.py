@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from . import timefmt
 from .content_types import CONTENT_TYPES
-from .knobs import OPERATIONS, Injection, Knobs, Throttle
+from .knobs import OPERATIONS, TRANSPORT_FAULTS, Injection, Knobs, Throttle
 from .wire import Request, dumps
 
 if TYPE_CHECKING:
@@ -489,18 +489,21 @@ class Simulator:
     # ------------------------------------------------------------------ faults and the request log
     def inject(self, operation: str, status: int | None = None, code: str | None = None, message: str | None = None, *,
                times: int | None = 1, headers: Mapping[str, str] | None = None, body: bytes | str | dict[str, Any] | list[Any] | None = None,
-               delay: float = 0.0, when: Callable[[Request], bool] | None = None) -> Injection:
+               delay: float = 0.0, fault: str | None = None, when: Callable[[Request], bool] | None = None) -> Injection:
         """Script a fault: the next `times` requests of `operation` ("content_list", "content_get",
         "subscription_start", … or "*" for any API operation) get it instead of the normal answer.
 
         `code` alone gives the AF envelope with the usual status (AF429 → throttle_status, AF50000 → 500,
         others 400); `status=401` alone gives the 401 Bearer challenge; `body` overrides the body;
-        `delay` makes the server wait before answering (client timeouts).
+        `delay` makes the server wait before answering (client timeouts); `fault` (one of
+        knobs.TRANSPORT_FAULTS) breaks the answer on the wire: a connection reset or a cut body.
         """
         if operation not in OPERATIONS and operation != "*":
             raise ValueError(f"unknown operation {operation!r}; one of {', '.join(OPERATIONS)} or '*'")
-        if status is None and code is None and body is None and not delay:
-            raise ValueError("inject() needs a status, a code, a body or a delay")
+        if fault is not None and fault not in TRANSPORT_FAULTS:
+            raise ValueError(f"unknown transport fault {fault!r}; one of {', '.join(TRANSPORT_FAULTS)}")
+        if status is None and code is None and body is None and not delay and fault is None:
+            raise ValueError("inject() needs a status, a code, a body, a delay or a fault")
         raw: bytes | None
         if body is None or isinstance(body, bytes):
             raw = body
@@ -508,7 +511,7 @@ class Simulator:
             raw = body.encode("utf-8")
         else:
             raw = dumps(body)
-        injection = Injection(operation, status, code, message, dict(headers or {}), raw, delay, times, when)
+        injection = Injection(operation, status, code, message, dict(headers or {}), raw, delay, fault, times, when)
         with self.lock:
             self.injections.append(injection)
         return injection

@@ -83,6 +83,7 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = JSON_CONTENT_TYPE
     delay_seconds: float = 0.0  # scripted slowness: the server sleeps before answering
+    transport_fault: str | None = None  # knobs.TRANSPORT_FAULTS: how server.py breaks this answer on the wire
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
