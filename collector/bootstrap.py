@@ -13,11 +13,13 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ServiceRequestError
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from .archive import RawArchive
+from .errors import StorageSettingsError
 from .index import AuditIndex
 from .settings import Settings
 from .tables import TableClients
@@ -78,7 +80,13 @@ class Services:
         s = self.settings
         if s.uses_managed_identity_storage:
             return client_class(s.storage_endpoint(service), credential=self._credential, **_STORAGE_RETRY)
-        return client_class.from_connection_string(s.storage_connection_string.reveal(), **_STORAGE_RETRY)
+        try:
+            return client_class.from_connection_string(s.storage_connection_string.reveal(), **_STORAGE_RETRY)
+        except ValueError as exc:  # the SDK's "Connection string is either blank or malformed."
+            raise StorageSettingsError([
+                f"AUDIT_STORAGE_CONNECTION_STRING is not a storage connection string ({exc}); expected "
+                "DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;EndpointSuffix=core.windows.net, "
+                "or UseDevelopmentStorage=true for Azurite"]) from None
 
     @cached_property
     def blob_service(self) -> BlobServiceClient:
@@ -198,10 +206,52 @@ class Services:
                          clock=self.clock)
 
     def ensure_storage(self) -> None:
-        """Create the container, queues and state table if missing (the Bicep template creates them in Azure)."""
-        self.archive.ensure_container()
-        self.queue.ensure()
-        self.state.ensure()
+        """Create the container, queues and state table if missing (the Bicep template creates them in
+        Azure). The first storage requests of a run: bad storage settings fail here, as one
+        StorageSettingsError line naming the setting, not as an SDK traceback."""
+        for service, ensure in (("blob", self.archive.ensure_container), ("queue", self.queue.ensure),
+                                ("table", self.state.ensure)):
+            try:
+                ensure()
+            except (AzureError, OSError) as exc:
+                problem = storage_settings_error(exc, self.settings, service)
+                if problem is None:
+                    raise
+                raise problem from None
+
+
+def storage_settings_error(exc: Exception, settings: Settings, service: str) -> StorageSettingsError | None:
+    """The configuration error a storage failure means, or None when it is not one (pure).
+
+    403 AuthenticationFailed: the account key is wrong (connection string) or the token was refused;
+    403 AuthorizationPermissionMismatch / AuthorizationFailure: the identity lacks its data role;
+    a transport error (refused, DNS, TLS): no such account or endpoint, or Azurite is not running.
+    """
+    if settings.uses_managed_identity_storage:
+        where = f"{settings.storage_endpoint(service)} (AUDIT_STORAGE_ACCOUNT_NAME, AUDIT_STORAGE_ENDPOINT_SUFFIX)"
+        identity = f"the managed identity {settings.managed_identity_client_id or '(system-assigned)'} (AZURE_CLIENT_ID)"
+    else:
+        where = f"the {service} endpoint of AUDIT_STORAGE_CONNECTION_STRING"
+        identity = "the AccountKey of AUDIT_STORAGE_CONNECTION_STRING"
+    first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+    if isinstance(exc, HttpResponseError) and exc.status_code == 403:
+        raw_code = getattr(exc, "error_code", None)  # the storage SDKs set it (Tables: an enum)
+        code = str(getattr(raw_code, "value", raw_code) or "Forbidden")
+        if not settings.uses_managed_identity_storage:
+            return StorageSettingsError([f"storage at {where} refused {identity} (403 {code}): copy the key again "
+                                         "(storage account > Access keys) or use AUDIT_STORAGE_ACCOUNT_NAME"])
+        if code in ("AuthorizationPermissionMismatch", "AuthorizationFailure"):
+            return StorageSettingsError([
+                f"storage at {where} refused {identity} (403 {code}): grant it the Storage Blob, Queue and "
+                "Table Data Contributor roles (infra/modules/role-assignments.bicep)"])
+        return StorageSettingsError([f"storage at {where} refused {identity} (403 {code})"])
+    if isinstance(exc, ClientAuthenticationError):  # azure-identity's CredentialUnavailableError too
+        return StorageSettingsError([f"no usable credential for storage at {where}: {first_line}"])
+    if isinstance(exc, (ServiceRequestError, OSError)):
+        hint = "" if settings.uses_managed_identity_storage else " (locally: is Azurite running? `make run` starts it)"
+        return StorageSettingsError([f"storage at {where} cannot be reached{hint}: {first_line}"])
+    return None
+
 
 
 _lock = threading.Lock()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .errors import AuthError, ConfigError, FatalApiError
+from .errors import AuthError, ConfigError, FatalApiError, StorageSettingsError
 
 if TYPE_CHECKING:
     from .bootstrap import Services
@@ -31,8 +31,10 @@ def _progress(quiet: bool) -> Callable[[str], None]:
     return say
 
 
-def run_cycle(services: Services, *, workers: int, quiet: bool) -> bool:
-    """One full cycle in-process: list and queue, then drain the queue with the queue function's code."""
+def run_cycle(services: Services, *, workers: int, quiet: bool, visibility_timeout: int = 300) -> bool:
+    """One full cycle in-process: list and queue, then drain the queue with the queue function's code.
+    `visibility_timeout`: how long a message taken by a worker stays hidden from the others (and,
+    should this process die, how long until its messages can be taken again)."""
     from .drain import drain
 
     say = _progress(quiet)
@@ -43,7 +45,8 @@ def run_cycle(services: Services, *, workers: int, quiet: bool) -> bool:
         err = f", ERROR {t.error}" if t.error else ""
         say(f"{t.content_type}: {t.windows_done}/{t.windows} windows, {t.listed} listed, {t.queued} queued, "
             f"{t.already_known} already known, {t.expired} expired{lost}{err}")
-    result = drain(services.queue, services.processor, workers=workers, progress=say)
+    result = drain(services.queue, services.processor, workers=workers, visibility_timeout=visibility_timeout,
+                   progress=say)
     say(f"cycle done: {result.processed} blobs, {result.records:,} records, {result.entities:,} index entities, "
         f"{result.failed_attempts} failed attempts, {result.poisoned} poisoned, outcomes { {str(k): v for k, v in result.outcomes.items()} }")
     return report.ok and result.poisoned == 0
@@ -55,11 +58,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     services = Services(Settings.from_env())
     services.api  # noqa: B018 - build it now: a missing credential fails at once (exit 2), before any storage request
+    services.ensure_storage()  # bad storage settings: one configuration error line (exit 2), not a traceback
     if not args.interval:
-        return 0 if run_cycle(services, workers=args.workers, quiet=args.quiet) else EXIT_PARTIAL
+        return 0 if run_cycle(services, workers=args.workers, quiet=args.quiet,
+                              visibility_timeout=args.visibility_timeout) else EXIT_PARTIAL
     while True:  # --interval: only a configuration, authentication or fatal API error ends the loop
         try:
-            run_cycle(services, workers=args.workers, quiet=args.quiet)
+            run_cycle(services, workers=args.workers, quiet=args.quiet, visibility_timeout=args.visibility_timeout)
+        except StorageSettingsError as exc:  # it worked at start: an outage or a rotated key; say so, try again
+            print(f"collect: cycle failed: {exc}", file=sys.stderr)
         except (ConfigError, AuthError, FatalApiError):
             raise
         except Exception as exc:  # noqa: BLE001 - transient trouble (API, storage, network): next cycle retries
@@ -73,6 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .settings import Settings
 
     services = Services(Settings.from_env())
+    services.ensure_storage()  # bad storage settings fail here, not as a 500 on every request
     serve(services, host=args.host, port=args.port)
     return 0
 
@@ -134,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--workers", type=int, default=4, help="queue messages processed in parallel (default 4)")
     collect.add_argument("--interval", type=float, default=0, help="repeat every N seconds (default: once)")
     collect.add_argument("--quiet", action="store_true", help="no progress lines")
+    collect.add_argument("--visibility-timeout", type=int, default=300, metavar="SECONDS",
+                         help="a message being processed stays hidden this long; after a crash its messages "
+                              "wait this long before another run takes them (default 300)")
     collect.set_defaults(func=cmd_collect)
 
     serve = sub.add_parser("serve", help="serve the query API locally (no keys)")

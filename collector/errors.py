@@ -2,6 +2,7 @@
 
     CollectorError
     ├── ConfigError                 settings are missing or invalid; lists every problem at once
+    │   └── StorageSettingsError    storage refused the configured credentials or cannot be reached
     ├── AuthError                   the token endpoint (msal) refused us; fatal for the run
     ├── UntrustedUrlError           the API handed us a URL on another host: the bearer token stays home
     ├── ManagementApiError          the Management Activity API answered with an error (.status, .code)
@@ -41,6 +42,12 @@ class ConfigError(CollectorError):
         else:
             text = f"{len(self.problems)} configuration errors: " + "; ".join(self.problems)
         super().__init__(text)
+
+
+class StorageSettingsError(ConfigError):
+    """The storage account named by the settings refused them or could not be reached (bootstrap.py
+    `storage_settings_error`). At start-up that is a configuration error; in a running
+    `collect --interval` it may be an outage, so the loop reports it and tries again."""
 
 
 class AuthError(CollectorError):

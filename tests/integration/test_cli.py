@@ -71,3 +71,43 @@ def test_bad_configuration_fails_with_one_line_naming_the_setting(storage_connec
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "M365_TENANT_ID" in lines[0] and "M365_CLOUD" in lines[0]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _with_key(connection_string: str, key: str) -> str:
+    parts = [p for p in connection_string.split(";") if p and not p.startswith("AccountKey=")]
+    return ";".join([*parts, f"AccountKey={key}"])
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("wrong key", "refused the AccountKey of AUDIT_STORAGE_CONNECTION_STRING (403 "),
+    ("closed port", "cannot be reached (locally: is Azurite running?"),
+    ("malformed", "AUDIT_STORAGE_CONNECTION_STRING is not a storage connection string"),
+])
+def test_bad_storage_settings_fail_with_one_line_naming_the_setting(live_sim, storage_connection_string, unique_prefix,
+                                                                   case, expected):
+    """Issue 12: a wrong key, an unreachable account or a malformed string is one configuration line, exit 2."""
+    _, server = live_sim
+    secret_key = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ=="
+    connection = {
+        "wrong key": _with_key(storage_connection_string, secret_key),
+        "closed port": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + secret_key +
+                       f";BlobEndpoint=http://127.0.0.1:{_free_port()}/devstoreaccount1"
+                       f";QueueEndpoint=http://127.0.0.1:{_free_port()}/devstoreaccount1"
+                       f";TableEndpoint=http://127.0.0.1:{_free_port()}/devstoreaccount1",
+        "malformed": "AccountName=;AccountKey=;nonsense",
+    }[case]
+    env = {**base_env(server, storage_connection_string, unique_prefix), "AUDIT_STORAGE_CONNECTION_STRING": connection}
+    for command in (["collect", "--quiet"], ["serve", "--port", str(_free_port())]):
+        result = run_cli(command, env)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert (result.returncode, len(lines)) == (2, 1), (command, result.stderr)
+        assert lines[0].startswith("auditkeep: configuration error: ") and expected in lines[0], lines[0]
+        assert secret_key not in result.stderr and "Traceback" not in result.stderr
