@@ -3,7 +3,8 @@
 Functions:
 - collect_audit_logs   timer (%COLLECT_SCHEDULE%): lists new content and queues one message per blob
 - process_content_blob queue (%AUDIT_QUEUE_NAME%, connection AUDIT_STORAGE): fetch, archive, index
-- compact_cold_tier    timer (%COMPACT_SCHEDULE%): closed index days → Parquet files (docs/cold-tier.md)
+- compact_cold_tier    timer (%COMPACT_SCHEDULE%): closed index days → Parquet files (docs/cold-tier.md), then
+                       expiry of what is due in each tier (docs/retention.md)
 - HTTP routes of the query API (see the section below; they stream: HTTP streams)
 """
 
@@ -41,7 +42,10 @@ def process_content_blob(message: func.QueueMessage) -> None:
 # so a run cut short by the host's functionTimeout resumes with the next day it had not finished.
 @app.timer_trigger(schedule="%COMPACT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def compact_cold_tier(timer: func.TimerRequest) -> None:
-    bootstrap.services().compactor.run()
+    services = bootstrap.services()
+    if services.settings.cold_retention_days:  # 0: no cold tier (docs/retention.md)
+        services.compactor.run()
+    services.expiry.run()  # after compaction: a hot day is dropped only once the cold tier holds it
 
 
 # ------------------------------------------------------------------ query API (HTTP)

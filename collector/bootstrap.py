@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from .query.service import QueryService
     from .query.tiers import TieredView
     from .queue import ContentQueue
+    from .retention import Expiry
+    from .retention_stores import ArchiveDays, ColdDays, HotDays
     from .state import StateStore
 
 # Storage SDK retries: the default first back-off is 15 s, too long inside a Function run. (Any: the
@@ -204,6 +206,19 @@ class Services:
         s = self.settings
         return Compactor(HotIdView(self.tables, s.table_prefix), self.archive, self.cold_store, tenant_id=s.tenant_id,
                          clock=self.clock)
+
+    @cached_property
+    def tiers(self) -> tuple[HotDays, ColdDays, ArchiveDays]:
+        """The hot index, cold tier and raw archive as retention sees them (days held, deleting a day)."""
+        from .retention_stores import ArchiveDays, ColdDays, HotDays
+
+        return HotDays(self.index), ColdDays(self.cold_store), ArchiveDays(self.archive.container)
+
+    @cached_property
+    def expiry(self) -> Expiry:
+        from .retention import Expiry, Policy
+
+        return Expiry(Policy.from_settings(self.settings), *self.tiers, clock=self.clock)
 
     def ensure_storage(self) -> None:
         """Create the container, queues and state table if missing (the Bicep template creates them in

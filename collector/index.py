@@ -375,6 +375,18 @@ class AuditIndex:
         self._listing.clear()
         return dropped
 
+    def drop_day(self, day: str) -> list[str]:
+        """Delete one day's tables (yyyyMMdd): retention's unit of expiry. Four delete calls and no
+        listing (deleting a missing table is a no-op); the id table goes last, so a drop cut short
+        still shows the day to the next run."""
+        names = [keys.table_name(self.prefix, view, day) for view in sorted(keys.VIEWS, key=lambda v: v == View.ID)]
+        for name in names:
+            self.clients.delete(name)
+        with self._lock:
+            for _, days in self._listing.values():
+                days.discard(day)
+        return names
+
 
 def _chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     for i in range(0, len(rows), size):
