@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,15 @@ class RawArchive:
     def read(self, ref: ContentRef) -> bytes:
         """The original response body of `ref` (un-gzipped); NotFoundError if it was never archived."""
         return self._read(self.name(ref))
+
+    def names(self, prefix: str) -> Iterator[str]:
+        """Blob names starting with `prefix`, in name order (reindex.py lists a range by day prefixes)."""
+        for blob in self.container.list_blobs(name_starts_with=prefix):
+            yield str(blob.name)
+
+    def body(self, name: str) -> bytes:
+        """The original response body stored under `name` (un-gzipped); NotFoundError if there is none."""
+        return self._read(name)
 
     def _read(self, name: str) -> bytes:
         try:

@@ -39,8 +39,7 @@ if TYPE_CHECKING:
     from .query.service import QueryService
     from .query.tiers import TieredView
     from .queue import ContentQueue
-    from .retention import Expiry
-    from .retention_stores import ArchiveDays, ColdDays, HotDays
+    from .reindex import Reindexer, ReindexQueue
     from .state import StateStore
 
 # Storage SDK retries: the default first back-off is 15 s, too long inside a Function run. (Any: the
@@ -208,17 +207,18 @@ class Services:
                          clock=self.clock)
 
     @cached_property
-    def tiers(self) -> tuple[HotDays, ColdDays, ArchiveDays]:
-        """The hot index, cold tier and raw archive as retention sees them (days held, deleting a day)."""
-        from .retention_stores import ArchiveDays, ColdDays, HotDays
+    def reindexer(self) -> Reindexer:
+        from .reindex import CheckpointTable, Reindexer
 
-        return HotDays(self.index), ColdDays(self.cold_store), ArchiveDays(self.archive.container)
+        s = self.settings
+        return Reindexer(self.archive, self.index, CheckpointTable(self.tables, s.table_prefix),
+                         cold=lambda: self.compactor, clock=self.clock)
 
     @cached_property
-    def expiry(self) -> Expiry:
-        from .retention import Expiry, Policy
+    def reindex_queue(self) -> ReindexQueue:
+        from .reindex import ReindexQueue
 
-        return Expiry(Policy.from_settings(self.settings), *self.tiers, clock=self.clock)
+        return ReindexQueue(self.queue_service, self.settings.reindex_queue)
 
     def ensure_storage(self) -> None:
         """Create the container, queues and state table if missing (the Bicep template creates them in

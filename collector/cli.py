@@ -1,4 +1,4 @@
-"""Command line: `python -m collector collect | serve | replay-poison | prune-index | compact | expire`.
+"""Command line: `python -m collector collect | serve | replay-poison | prune-index | compact | reindex | cost`.
 
 Configuration or authentication failures end with one clear line on stderr and a non-zero exit.
 """
@@ -17,6 +17,7 @@ from .errors import AuthError, ConfigError, FatalApiError, StorageSettingsError
 
 if TYPE_CHECKING:
     from .bootstrap import Services
+    from .reindex import Progress
 
 EXIT_CONFIG = 2
 EXIT_AUTH = 3
@@ -99,48 +100,18 @@ def cmd_prune_index(args: argparse.Namespace) -> int:
     from .bootstrap import Services
     from .settings import Settings
 
-    before = args.before
-    is_month = len(before) == 7 and before[4] == "-" and before.replace("-", "").isdigit()
-    is_day = len(before) == 10 and before[4] == before[7] == "-" and before.replace("-", "").isdigit()
-    if is_day:
-        try:
-            datetime.strptime(before, "%Y-%m-%d")
-        except ValueError:
-            is_day = False
-    if not (is_month or is_day):
-        raise ConfigError([f"--before must be a month (YYYY-MM) or a day (YYYY-MM-DD), got {before!r}"])
-    cutoff = before.replace("-", "")
+    if not (len(args.before) == 7 and args.before[4] == "-" and args.before.replace("-", "").isdigit()):
+        raise ConfigError([f"--before must be a month as YYYY-MM, got {args.before!r}"])
+    cutoff = args.before.replace("-", "")
     services = Services(Settings.from_env())
-    if is_month:
-        months = [m for m in services.index.months() if m < cutoff]
-        for month in months:
-            if args.dry_run:
-                print(f"would drop index month {month}")
-            else:
-                print(f"dropped {', '.join(services.index.drop_month(month))}")
-        if not months:
-            print(f"no index months before {before}")
-        return 0
-    hot, _, _ = services.tiers
-    days = [d for d in hot.days() if d < cutoff]
-    for day in days:
+    months = [m for m in services.index.months() if m < cutoff]
+    for month in months:
         if args.dry_run:
-            print(f"would drop index day {day}")
+            print(f"would drop index month {month}")
         else:
-            print(f"dropped {', '.join(services.index.drop_day(day))}")
-    if not days:
-        print(f"no index days before {before}")
-    return 0
-
-
-def cmd_expire(args: argparse.Namespace) -> int:
-    from .bootstrap import Services
-    from .settings import Settings
-
-    services = Services(Settings.from_env())
-    report = services.expiry.run(dry_run=args.dry_run, progress=_progress(args.quiet))
-    for line in report.lines():
-        print(line)
+            print(f"dropped {', '.join(services.index.drop_month(month))}")
+    if not months:
+        print(f"no index months before {args.before}")
     return 0
 
 
@@ -161,6 +132,93 @@ def cmd_compact(args: argparse.Namespace) -> int:
     print(f"compacted {len(changed)} day(s), {report.records:,} record(s) written; "
           f"{len(report.days) - len(changed)} day(s) unchanged")
     return 0
+
+
+# ------------------------------------------------------------------ reindex, cost (collector/reindex.py, cost.py)
+
+
+def _moment(text: str, option: str) -> datetime:
+    from .timeutil import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise ConfigError([f"{option} must be a day (YYYY-MM-DD) or a UTC time (YYYY-MM-DDTHH:MM:SSZ), got {text!r}"]) from None
+
+
+def _progress_bar(quiet: bool) -> Callable[[Progress], None]:
+    """The reindex progress bar on stderr: redrawn in place on a terminal, a line per tenth otherwise."""
+    from .reindex import bar
+
+    tty = sys.stderr.isatty()
+    shown = [-1]
+
+    def draw(progress: Progress) -> None:
+        if quiet:
+            return
+        steps = progress.blobs + progress.days
+        tenth = (10 * (progress.blobs_done + progress.days_done)) // steps if steps else 10
+        if tty:
+            print(f"\r{bar(progress)}", end="", file=sys.stderr, flush=True)
+        elif tenth != shown[0]:
+            shown[0] = tenth
+            print(bar(progress), file=sys.stderr, flush=True)
+    return draw
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from .bootstrap import Services
+    from .reindex import ReindexRequest
+    from .settings import Settings
+
+    request = ReindexRequest(_moment(args.start, "--start"), _moment(args.end, "--end"), args.target,
+                             timedelta(days=args.late_days))
+    services = Services(Settings.from_env())
+    if args.enqueue:
+        services.reindex_queue.ensure()
+        services.reindex_queue.send(request)
+        print(f"queued reindex {request.run_id} on {services.reindex_queue.name}")
+        return 0
+    if request.target != "hot":
+        services.cold_store.ensure_container()
+    report = services.reindexer.run(request, progress=_progress_bar(args.quiet), restart=args.restart)
+    if not args.quiet and sys.stderr.isatty():
+        print(file=sys.stderr)
+    resumed = " (continued an interrupted run)" if report.resumed else ""
+    print(f"reindexed {report.blobs_read:,} of {report.blobs:,} blob(s), {report.records:,} record(s), "
+          f"{report.entities:,} index entities{resumed}")
+    for day, action in report.days:
+        print(f"cold {day}: {action}")
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    from .cost import Scenario, estimate, render
+
+    print(render(estimate(Scenario(users=args.users, hot_days=args.hot_days, years=args.years))))
+    return 0
+
+
+def _add_reindex_and_cost(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reindex = sub.add_parser("reindex", help="rebuild the index (hot and/or cold) of a time range from the raw archive")
+    reindex.add_argument("--start", required=True, help="first moment (YYYY-MM-DD or UTC time), inclusive")
+    reindex.add_argument("--end", required=True, help="end of the range (YYYY-MM-DD or UTC time), exclusive")
+    reindex.add_argument("--target", choices=("hot", "cold", "both"), default="hot",
+                         help="hot: the Table index; cold: the cold tier's files, from the hot index; both (default hot)")
+    reindex.add_argument("--late-days", type=float, default=7.0,
+                         help="also read blobs created this many days after --end: late content (default 7)")
+    reindex.add_argument("--restart", action="store_true", help="start over instead of continuing an interrupted run")
+    reindex.add_argument("--enqueue", action="store_true", help="send the request to the reindex queue (Azure runs it)")
+    reindex.add_argument("--quiet", action="store_true", help="no progress bar")
+    reindex.set_defaults(func=cmd_reindex)
+
+    cost = sub.add_parser("cost", help="monthly and total cost from the measured bytes and requests per record")
+    cost.add_argument("--users", type=int, required=True, help="seats (licensed users) of the tenant")
+    cost.add_argument("--hot-days", type=int, default=None, help="days kept in the hot (Table) index (default: the model's)")
+    cost.add_argument("--years", type=float, default=7.0, help="retention in years (default 7)")
+    cost.set_defaults(func=cmd_cost)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,21 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=int, default=1000)
     replay.set_defaults(func=cmd_replay_poison)
 
-    prune = sub.add_parser("prune-index", help="drop whole index months or days (the raw archive and cold tier are untouched)")
-    prune.add_argument("--before", required=True,
-                       help="drop months before this one (YYYY-MM) or days before this one (YYYY-MM-DD)")
+    prune = sub.add_parser("prune-index", help="drop whole index months (the raw archive is untouched)")
+    prune.add_argument("--before", required=True, help="drop months before this one (YYYY-MM)")
     prune.add_argument("--dry-run", action="store_true")
     prune.set_defaults(func=cmd_prune_index)
-
-    expire = sub.add_parser("expire", help="delete what retention says is due in each tier (docs/retention.md)")
-    expire.add_argument("--dry-run", action="store_true", help="report what is due, delete nothing")
-    expire.add_argument("--quiet", action="store_true", help="no progress lines")
-    expire.set_defaults(func=cmd_expire)
 
     compact = sub.add_parser("compact", help="write closed index days to the cold tier (Parquet, docs/cold-tier.md)")
     compact.add_argument("--through", help="also compact days up to and including this one (YYYY-MM-DD), closed or not")
     compact.add_argument("--quiet", action="store_true", help="no progress lines")
     compact.set_defaults(func=cmd_compact)
+    _add_reindex_and_cost(sub)
     return parser
 
 

@@ -509,11 +509,7 @@ class ContentProcessor:
         if fetched:
             self.archive.put(ref, body, len(records))
         name = self.archive.name(ref)
-        items = []
-        for position, record in enumerate(records):
-            entry, when = normalize_record(record, ref.content_type, ref.content_created)
-            items.append(IndexItem(entry, when, name, position))
-        entities = self.index.write(items)
+        entities = self.index.write(content_items(records, ref.content_type, ref.content_created, name))
         self.ledger.mark(ref, LedgerStatus.DONE, self.clock.now(), records=len(records), blob=name)
         log.info("collect.content_indexed %s %s: %d records, %d index entities", ref.content_type, ref.content_id,
                  len(records), entities,
@@ -529,13 +525,25 @@ class ContentProcessor:
             return None
 
 
-def parse_records(body: bytes, ref: ContentRef) -> list[dict[str, Any]]:
+def parse_records(body: bytes, ref: ContentRef | str) -> list[dict[str, Any]]:
+    """The records of a content blob's body; `ref` (or an archive blob name) names it in errors."""
+    source = ref.content_id if isinstance(ref, ContentRef) else ref
     try:
         data = json.loads(body)
     except ValueError as exc:
-        raise CollectorError(f"content {ref.content_id} is not JSON: {exc}") from exc
+        raise CollectorError(f"content {source} is not JSON: {exc}") from exc
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        raise CollectorError(f"content {ref.content_id} is {type(data).__name__}, expected a JSON array")
+        raise CollectorError(f"content {source} is {type(data).__name__}, expected a JSON array")
     return [record for record in data if isinstance(record, dict)]
+
+
+def content_items(records: list[dict[str, Any]], content_type: str, content_created: datetime,
+                  blob: str) -> list[IndexItem]:
+    """What a content blob's records put in the index: ContentProcessor writes them, reindex.py the same again."""
+    items = []
+    for position, record in enumerate(records):
+        entry, when = normalize_record(record, content_type, content_created)
+        items.append(IndexItem(entry, when, blob, position))
+    return items

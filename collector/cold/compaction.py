@@ -86,7 +86,7 @@ class ColdStore(Protocol):
 @dataclass
 class DayReport:
     day: str
-    action: str  # compacted | delta | merged | unchanged | empty
+    action: str  # compacted | delta | merged | rebuilt | unchanged | empty
     records: int = 0  # records of the day after this pass
     added: int = 0  # records this pass wrote (all of them, a delta's, or a merge's)
     deleted: int = 0  # superseded files deleted
@@ -150,9 +150,26 @@ class Compactor:
             result.deleted += self._clean(day, current[0])
         return result
 
+    def rebuild_day(self, day: str) -> DayReport:
+        """Compact `day` again in full from the hot index into the next generation (reindex.py, after a
+        normalizer change): the day's manifest in force stays so until the new one commits (its etag
+        guards the swap), then the superseded generation is deleted. A day without hot entries is
+        left as it is ("empty")."""
+        loaded = load_manifest(self.store, day)
+        if loaded is None:
+            return self._full(day)
+        manifest, etag = loaded
+        result = self._full(day, manifest.generation + 1, etag)
+        if result.action == "compacted":
+            result.action = "rebuilt"
+            current = load_manifest(self.store, day)
+            if current is not None:
+                result.deleted += self._clean(day, current[0])
+        return result
+
     # ------------------------------------------------------------ full compaction
 
-    def _full(self, day: str) -> DayReport:
+    def _full(self, day: str, generation: int = 1, etag: str | None = None) -> DayReport:
         watermark = self.clock.now() - CLOCK_SKEW  # before the scan: anything written later is re-examined
         locations: dict[str, array[int]] = {}
         hot = layout.Digest()
@@ -163,7 +180,6 @@ class Compactor:
             locations.setdefault(blob, array("I")).append(position)
         if hot.count == 0:
             return DayReport(day, "empty")
-        generation = 1
         with tempfile.TemporaryDirectory(prefix=f"auditkeep-cold-{day}-", dir=self.work_dir) as workspace:
             directory = Path(workspace)
             day_writer = writer.DayWriter(day, directory, expected_rows=hot.count, limits=self.limits)
@@ -175,7 +191,7 @@ class Compactor:
         manifest = layout.Manifest(day=day, generation=generation, records=hot.count, digest=hot.text(), files=files,
                                    operations=written.operations, hot_watermark=format_iso(watermark),
                                    written_at=format_iso(self.clock.now()))
-        self.store.put_manifest(layout.manifest_name(day), manifest.to_bytes(), None)
+        self.store.put_manifest(layout.manifest_name(day), manifest.to_bytes(), etag)
         return DayReport(day, "compacted", hot.count, hot.count)
 
     def _records_of(self, day: str, locations: dict[str, array[int]]) -> Iterator[pa.Table]:
