@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from .query.tiers import TieredView
     from .queue import ContentQueue
     from .reindex import Reindexer, ReindexQueue
+    from .retention import Expiry
+    from .retention_stores import ArchiveDays, ColdDays, HotDays
     from .state import StateStore
 
 # Storage SDK retries: the default first back-off is 15 s, too long inside a Function run. (Any: the
@@ -219,6 +221,19 @@ class Services:
         from .reindex import ReindexQueue
 
         return ReindexQueue(self.queue_service, self.settings.reindex_queue)
+
+    @cached_property
+    def tiers(self) -> tuple[HotDays, ColdDays, ArchiveDays]:
+        """The hot index, cold tier and raw archive as retention sees them (days held, deleting a day)."""
+        from .retention_stores import ArchiveDays, ColdDays, HotDays
+
+        return HotDays(self.index), ColdDays(self.cold_store), ArchiveDays(self.archive.container)
+
+    @cached_property
+    def expiry(self) -> Expiry:
+        from .retention import Expiry, Policy
+
+        return Expiry(Policy.from_settings(self.settings), *self.tiers, clock=self.clock)
 
     def ensure_storage(self) -> None:
         """Create the container, queues and state table if missing (the Bicep template creates them in

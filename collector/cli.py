@@ -1,4 +1,4 @@
-"""Command line: `python -m collector collect | serve | replay-poison | prune-index | compact | reindex | cost`.
+"""Command line: `python -m collector collect | serve | replay-poison | prune-index | compact | expire | reindex | cost`.
 
 Configuration or authentication failures end with one clear line on stderr and a non-zero exit.
 """
@@ -100,18 +100,48 @@ def cmd_prune_index(args: argparse.Namespace) -> int:
     from .bootstrap import Services
     from .settings import Settings
 
-    if not (len(args.before) == 7 and args.before[4] == "-" and args.before.replace("-", "").isdigit()):
-        raise ConfigError([f"--before must be a month as YYYY-MM, got {args.before!r}"])
-    cutoff = args.before.replace("-", "")
+    before = args.before
+    is_month = len(before) == 7 and before[4] == "-" and before.replace("-", "").isdigit()
+    is_day = len(before) == 10 and before[4] == before[7] == "-" and before.replace("-", "").isdigit()
+    if is_day:
+        try:
+            datetime.strptime(before, "%Y-%m-%d")
+        except ValueError:
+            is_day = False
+    if not (is_month or is_day):
+        raise ConfigError([f"--before must be a month (YYYY-MM) or a day (YYYY-MM-DD), got {before!r}"])
+    cutoff = before.replace("-", "")
     services = Services(Settings.from_env())
-    months = [m for m in services.index.months() if m < cutoff]
-    for month in months:
+    if is_month:
+        months = [m for m in services.index.months() if m < cutoff]
+        for month in months:
+            if args.dry_run:
+                print(f"would drop index month {month}")
+            else:
+                print(f"dropped {', '.join(services.index.drop_month(month))}")
+        if not months:
+            print(f"no index months before {before}")
+        return 0
+    hot, _, _ = services.tiers
+    days = [d for d in hot.days() if d < cutoff]
+    for day in days:
         if args.dry_run:
-            print(f"would drop index month {month}")
+            print(f"would drop index day {day}")
         else:
-            print(f"dropped {', '.join(services.index.drop_month(month))}")
-    if not months:
-        print(f"no index months before {args.before}")
+            print(f"dropped {', '.join(services.index.drop_day(day))}")
+    if not days:
+        print(f"no index days before {before}")
+    return 0
+
+
+def cmd_expire(args: argparse.Namespace) -> int:
+    from .bootstrap import Services
+    from .settings import Settings
+
+    services = Services(Settings.from_env())
+    report = services.expiry.run(dry_run=args.dry_run, progress=_progress(args.quiet))
+    for line in report.lines():
+        print(line)
     return 0
 
 
@@ -244,10 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=int, default=1000)
     replay.set_defaults(func=cmd_replay_poison)
 
-    prune = sub.add_parser("prune-index", help="drop whole index months (the raw archive is untouched)")
-    prune.add_argument("--before", required=True, help="drop months before this one (YYYY-MM)")
+    prune = sub.add_parser("prune-index", help="drop whole index months or days (the raw archive and cold tier are untouched)")
+    prune.add_argument("--before", required=True,
+                       help="drop months before this one (YYYY-MM) or days before this one (YYYY-MM-DD)")
     prune.add_argument("--dry-run", action="store_true")
     prune.set_defaults(func=cmd_prune_index)
+
+    expire = sub.add_parser("expire", help="delete what retention says is due in each tier (docs/retention.md)")
+    expire.add_argument("--dry-run", action="store_true", help="report what is due, delete nothing")
+    expire.add_argument("--quiet", action="store_true", help="no progress lines")
+    expire.set_defaults(func=cmd_expire)
 
     compact = sub.add_parser("compact", help="write closed index days to the cold tier (Parquet, docs/cold-tier.md)")
     compact.add_argument("--through", help="also compact days up to and including this one (YYYY-MM-DD), closed or not")

@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -111,6 +111,31 @@ _GUID_EXAMPLE = "a GUID such as 00000000-0000-0000-0000-000000000000"
 
 
 @dataclass(frozen=True)
+class RetentionDays:
+    """How long each tier keeps a day, in days (docs/retention.md). hot and archive: 0 = forever;
+    cold: 0 = no cold tier; immutability: the archive's WORM period (0 = none)."""
+
+    hot: int
+    cold: int
+    archive: int
+    immutability: int = 0
+
+
+# RETENTION_PRESET: each fills the retention settings that are not set explicitly. Sources and
+# reasoning in docs/retention.md ("Presets"); infra/main.bicep holds the same table (tests/infra checks it).
+RETENTION_PRESETS: dict[str, RetentionDays] = {
+    "default": RetentionDays(hot=90, cold=2557, archive=2557),  # 7 years (SOX-style), 90 days searchable
+    "pci": RetentionDays(hot=92, cold=366, archive=366),  # PCI DSS v4.0 10.5.1: 12 months, last 3 at hand
+    "scuba": RetentionDays(hot=92, cold=366, archive=366),  # CISA SCuBA MS.SECURITYSUITE.5.2v1: 3 m searchable, 12 m
+    "hipaa": RetentionDays(hot=90, cold=2192, archive=2192),  # 45 CFR 164.316(b)(2)(i): 6 years
+    "sox": RetentionDays(hot=90, cold=2557, archive=2557),  # 17 CFR 210.2-06: 7 years
+    "sec": RetentionDays(hot=90, cold=2192, archive=2192, immutability=2192),  # 17 CFR 240.17a-4: 6 y, WORM
+    "gdpr-12m": RetentionDays(hot=90, cold=365, archive=365),  # GDPR 5(1)(e), CNIL 2021-122: delete after 12 m
+}
+MAX_RETENTION_DAYS = 36_500  # a century: the Bicep parameters' bound too
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated configuration. Build with `Settings.from_env(os.environ)`."""
 
@@ -147,6 +172,13 @@ class Settings:
     # --- Query API ---
     query_max_range_days: int = 31  # QUERY_MAX_RANGE_DAYS: without a user/operation filter
     query_max_export_rows: int = 1_000_000  # QUERY_MAX_EXPORT_ROWS: CSV/NDJSON stream cap
+
+    # --- Retention (docs/retention.md): RETENTION_PRESET fills what is not set explicitly ---
+    retention_preset: str = "default"  # RETENTION_PRESET: one of RETENTION_PRESETS
+    hot_index_retention_days: int = 90  # HOT_INDEX_RETENTION_DAYS: index day tables; 0 = forever
+    cold_retention_days: int = 2557  # COLD_RETENTION_DAYS: cold-tier day files; 0 = no cold tier
+    archive_retention_days: int = 2557  # ARCHIVE_RETENTION_DAYS: raw archive blobs; 0 = forever
+    archive_immutability_days: int = 0  # ARCHIVE_IMMUTABILITY_DAYS: the archive's WORM period (infra sets the policy)
     allow_custom_hosts: bool = False  # M365_ALLOW_CUSTOM_HOSTS: API/login hosts outside the cloud's (simulator)
 
     # --- Health (GET /api/health) ---
@@ -358,6 +390,7 @@ class _Reader:
             reindex_queue=reindex_queue,
             query_max_range_days=self.integer("QUERY_MAX_RANGE_DAYS", 31, 1, 3660),
             query_max_export_rows=self.integer("QUERY_MAX_EXPORT_ROWS", 1_000_000, 1, 100_000_000),
+            **self.retention(),
             allow_custom_hosts=allow_custom_hosts,
             health_lag_minutes=self.number("HEALTH_LAG_MINUTES", 30.0, 1, 7 * 24 * 60),
             health_max_wait_minutes=self.number("HEALTH_MAX_WAIT_MINUTES", 60.0, 1, 7 * 24 * 60),
@@ -366,6 +399,34 @@ class _Reader:
         if self.problems:
             raise ConfigError(self.problems)
         return settings
+
+    def retention(self) -> dict[str, Any]:
+        """The retention fields: the preset's days, each overridden by its setting when set, then
+        checked together (the tiers depend on each other: docs/retention.md "Rules")."""
+        name = self.get("RETENTION_PRESET", "default").lower()
+        preset = RETENTION_PRESETS.get(name)
+        if preset is None:
+            self.problems.append(f"RETENTION_PRESET must be one of {', '.join(RETENTION_PRESETS)}, got {name!r}")
+            name, preset = "default", RETENTION_PRESETS["default"]
+        hot = self.integer("HOT_INDEX_RETENTION_DAYS", preset.hot, 0, MAX_RETENTION_DAYS)
+        cold = self.integer("COLD_RETENTION_DAYS", preset.cold, 0, MAX_RETENTION_DAYS)
+        archive = self.integer("ARCHIVE_RETENTION_DAYS", preset.archive, 0, MAX_RETENTION_DAYS)
+        worm = self.integer("ARCHIVE_IMMUTABILITY_DAYS", preset.immutability, 0, MAX_RETENTION_DAYS)
+        if cold and not hot:
+            self.problems.append(f"COLD_RETENTION_DAYS ({cold}) needs a finite HOT_INDEX_RETENTION_DAYS (got 0 = forever): "
+                                 "a cold day deleted while its hot day remains would be compacted again; "
+                                 "set COLD_RETENTION_DAYS=0 (no cold tier) or a hot retention of at most it")
+        elif cold and cold < hot:
+            self.problems.append(f"COLD_RETENTION_DAYS ({cold}) must be at least HOT_INDEX_RETENTION_DAYS ({hot}): "
+                                 "a hot day is dropped only once the cold tier holds it, and must be gone before its cold copy")
+        if archive and (not hot or archive < hot):
+            self.problems.append(f"ARCHIVE_RETENTION_DAYS ({archive}) must be at least HOT_INDEX_RETENTION_DAYS "
+                                 f"({hot or 'forever'}): the index points at archive blobs (raw records, compaction)")
+        if archive and worm > archive:
+            self.problems.append(f"ARCHIVE_IMMUTABILITY_DAYS ({worm}) must not exceed ARCHIVE_RETENTION_DAYS ({archive}): "
+                                 "a WORM-protected blob cannot be deleted when its retention ends")
+        return {"retention_preset": name, "hot_index_retention_days": hot, "cold_retention_days": cold,
+                "archive_retention_days": archive, "archive_immutability_days": worm}
 
     def content_types(self) -> tuple[str, ...]:
         raw = self.get("M365_CONTENT_TYPES")
@@ -438,6 +499,8 @@ ENVIRONMENT_VARIABLES = (
     "AUDIT_STORAGE_ENDPOINT_SUFFIX", "AZURE_CLIENT_ID", "AUDIT_ARCHIVE_CONTAINER", "AUDIT_QUEUE_NAME",
     "AUDIT_TABLE_PREFIX", "AUDIT_COLD_CONTAINER", "QUERY_MAX_RANGE_DAYS", "QUERY_MAX_EXPORT_ROWS",
     "M365_ALLOW_CUSTOM_HOSTS", "HEALTH_LAG_MINUTES", "HEALTH_MAX_WAIT_MINUTES", "HEALTH_MAX_LAG_HOURS",
+    "RETENTION_PRESET", "HOT_INDEX_RETENTION_DAYS", "COLD_RETENTION_DAYS", "ARCHIVE_RETENTION_DAYS",
+    "ARCHIVE_IMMUTABILITY_DAYS",
 )
 # Read by function_app.py's bindings rather than by Settings: the timer schedule (%COLLECT_SCHEDULE%)
 # and the queue trigger's identity-based connection `AUDIT_STORAGE` (AUDIT_STORAGE__queueServiceUri,
