@@ -48,6 +48,18 @@ def compact_cold_tier(timer: func.TimerRequest) -> None:
     services.expiry.run()  # after compaction: a hot day is dropped only once the cold tier holds it
 
 
+# ------------------------------------------------------------------ reindex
+# One message {"start", "end", "target"} (python -m collector reindex --enqueue) runs a slice of the
+# reindex (collector/reindex.py); an unfinished run queues its own continuation, and its checkpoint
+# makes any retry continue where the last one stopped.
+@app.queue_trigger(arg_name="message", queue_name="%AUDIT_REINDEX_QUEUE%", connection="AUDIT_STORAGE")
+def reindex_range(message: func.QueueMessage) -> None:
+    from collector.reindex import run_message
+
+    services = bootstrap.services()
+    run_message(services.reindexer, services.reindex_queue, message.get_body())
+
+
 # ------------------------------------------------------------------ query API (HTTP)
 # HTTP streams (Microsoft's "Azure Functions HTTP trigger", section "HTTP streams"): the routes take
 # and return FastAPI types from azurefunctions-extensions-http-fastapi, so a CSV/NDJSON export goes

@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .errors import ConfigError
+
 DAYS_PER_MONTH = 30.44
 DAYS_PER_YEAR = 365.25
 
@@ -210,7 +212,8 @@ def _log_store(s: Scenario, t: float, ingest_price: float, free_days: float) -> 
 
 def estimate(s: Scenario) -> Estimate:
     if s.users < 1 or s.years <= 0 or s.days_hot < 0:
-        raise ValueError("users must be at least 1, years above 0 and hot days not negative")
+        raise ConfigError([f"--users must be at least 1, --years above 0 and --hot-days not negative, got users "
+                           f"{s.users}, years {s.years:g}, hot days {s.days_hot}"])
     months = [month_costs(s, month) for month in range(1, s.months + 1)]
     total = {line: sum(month[line] for month in months) for line in LINES}
     ts = [month * DAYS_PER_MONTH for month in range(1, s.months + 1)]
@@ -230,7 +233,7 @@ def render(e: Estimate) -> str:
     s, m, p = e.scenario, e.scenario.measured, e.scenario.prices
     records = s.records_per_day * DAYS_PER_MONTH
     width = max(len(line) for line in (*LINES, "Sentinel (PAYG, all billed)"))
-    years = f"{s.years:g} years"
+    years = f"{s.years:g} year{'' if s.years == 1 else 's'}"
     out = [
         f"AuditKeep cost for {s.users:,} seats, hot index {s.days_hot} days, retention {years}",
         f"volume: {s.assumed.records_per_seat_per_day:g} records per seat per day = {records / 1e6:,.2f} M records "

@@ -167,6 +167,7 @@ var collectorSettings = {
   AUDIT_ARCHIVE_CONTAINER: archiveContainerName
   AUDIT_COLD_CONTAINER: coldContainerName
   AUDIT_QUEUE_NAME: queueName
+  AUDIT_REINDEX_QUEUE: 'audit-reindex' // the reindex queue trigger's %AUDIT_REINDEX_QUEUE% (storage-data.bicep creates it)
   AUDIT_TABLE_PREFIX: tablePrefix
   QUERY_MAX_RANGE_DAYS: string(queryMaxRangeDays)
   QUERY_MAX_EXPORT_ROWS: string(queryMaxExportRows)
