@@ -83,6 +83,9 @@ def classify_error(response: requests.Response) -> ManagementApiError:
         elif isinstance(body.get("Message"), str):  # 401: {"Message": "Authorization has been denied..."}
             message = body["Message"]
     text = f"HTTP {status}{' ' + code if code else ''}: {message}"
+    if "DataServiceException" in message and "does not exist" in message:
+        # Microsoft's FAQ: the answer while unified audit logging is off (or under 60 min on).
+        text += " (unified audit logging is off or not yet active in the tenant: docs/tenant-setup.md section 1)"
     if status in _TRANSIENT_STATUS or status >= 500 or code in _TRANSIENT:
         return TransientApiError(text, status=status, code=code, retry_after=_retry_after(response))
     if code in _SUBSCRIPTION:

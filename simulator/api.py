@@ -19,6 +19,8 @@ from .content_types import CONTENT_TYPES
 from .state import READ_DLP_ROLE, READ_ROLE, Blob, Simulator, Subscription, Tenant, Webhook, is_guid, micros
 from .wire import Request, Response, af_error, json_response, unauthorized
 
+AUDIT_OFF_MESSAGE = "Microsoft.Office.Compliance.Audit.DataServiceException: Tenant {0} does not exist."
+
 SHARED_POOL = "00000000-0000-0000-0000-000000000000"  # "PublisherIdentifier": requests without it
 MAX_WINDOW = timedelta(hours=24)
 MAX_AGE = timedelta(days=7)
@@ -76,8 +78,13 @@ def handle(sim: Simulator, request: Request, operation: str, tenant_in_url: str,
         return af_error("AF50000")
     with sim.lock:
         tenant = sim.tenants.get(tenant_in_url.lower())
-    if tenant is None or not tenant.audit_enabled:
+    if tenant is None:
         return af_error("AF20011", tenant_in_url)
+    if not tenant.audit_enabled:
+        # "Permissions and tenant prerequisites" (docs/api-behaviour.md): auditing off answers with
+        # "Microsoft.Office.Compliance.Audit.DataServiceException: Tenant <id> does not exist." The
+        # status and envelope are not documented: a 400 in the usual envelope without an AF code.
+        return json_response(400, {"error": {"message": AUDIT_OFF_MESSAGE.format(tenant_in_url)}})
     if not tenant.licensed:
         return af_error("AF20012", tenant_in_url)
     ctx = Context(sim, request, operation, tenant_in_url, tenant, claims, now)

@@ -95,7 +95,7 @@ class Tenant:
     tenant_id: str
     domain: str
     licensed: bool = True  # False → AF20012 ("Error codes")
-    audit_enabled: bool = True  # False → AF20011 ("Permissions and tenant prerequisites": "Tenant … does not exist")
+    audit_enabled: bool = True  # False → 400 "…DataServiceException: Tenant <id> does not exist." (no AF code)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
 
 

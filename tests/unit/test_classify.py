@@ -75,3 +75,14 @@ def test_retry_after_is_read():
 def test_the_401_message_is_kept():
     error = classify_error(response(401, {"Message": "Authorization has been denied for this request."}))
     assert "Authorization has been denied" in str(error)
+
+
+def test_auditing_off_is_fatal_and_says_so():
+    """Microsoft's FAQ: while unified audit logging is off the API answers "...DataServiceException:
+    Tenant <id> does not exist." (status and envelope undocumented: the simulator's 400 without a code)."""
+    message = "Microsoft.Office.Compliance.Audit.DataServiceException: Tenant 7f3c1e2a does not exist."
+    for body in ({"error": {"message": message}}, {"Message": message}):
+        error = classify_error(response(400, body))
+        assert type(error) is FatalApiError and error.code is None
+        assert "unified audit logging is off or not yet active" in str(error) and message in str(error)
+    assert "audit logging" not in str(classify_error(response(400, envelope("AF20011", "Specified tenant ID (x) does not exist"))))
