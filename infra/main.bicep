@@ -112,14 +112,37 @@ param archiveDaysToCold int = 90
 @minValue(0)
 param archiveDaysToArchive int = 365
 
-@description('Optional. Days after upload before an archive blob is deleted (0 = keep forever). Default 2557 days = 7 years. Has no effect on blobs still under a WORM policy.')
-@minValue(0)
-param archiveDeleteAfterDays int = 2557
+@description('Optional. Retention preset (RETENTION_PRESET, docs/retention.md): fills hotIndexRetentionDays, coldRetentionDays, archiveDeleteAfterDays and archiveImmutabilityDays where they are -1. default: 90 days hot, 7 years cold and raw.')
+@allowed([
+  'default'
+  'pci'
+  'scuba'
+  'hipaa'
+  'sox'
+  'sec'
+  'gdpr-12m'
+])
+param retentionPreset string = 'default'
 
-@description('Optional. Time-based retention (WORM) on the archive container in days (0 = none). Blobs cannot be changed or deleted, even by lifecycle, until this old.')
-@minValue(0)
-@maxValue(146000)
-param archiveImmutabilityDays int = 0
+@description('Optional. Days of event time the hot index keeps a day (HOT_INDEX_RETENTION_DAYS); a day goes only once the cold tier holds it. 0 = forever, -1 = from retentionPreset.')
+@minValue(-1)
+@maxValue(36500)
+param hotIndexRetentionDays int = -1
+
+@description('Optional. Days of event time the cold tier keeps a day (COLD_RETENTION_DAYS); 0 = no cold tier, -1 = from retentionPreset. Also the cold container\'s lifecycle deletion (a backstop: the app deletes whole days first).')
+@minValue(-1)
+@maxValue(36500)
+param coldRetentionDays int = -1
+
+@description('Optional. Days before an archive blob is deleted (ARCHIVE_RETENTION_DAYS and the lifecycle rule); 0 = keep forever, -1 = from retentionPreset (default 2557 days = 7 years). Blobs still under WORM are deleted by the app once it expires.')
+@minValue(-1)
+@maxValue(36500)
+param archiveDeleteAfterDays int = -1
+
+@description('Optional. Time-based retention (WORM) on the archive container in days (ARCHIVE_IMMUTABILITY_DAYS); 0 = none, -1 = from retentionPreset (sec: 2192). Blobs cannot be changed or deleted, even by lifecycle, until this old.')
+@minValue(-1)
+@maxValue(36500)
+param archiveImmutabilityDays int = -1
 
 @description('Optional. Set to true after locking the WORM policy with the az CLI: a locked policy only accepts extensions, so the template stops declaring it.')
 param archiveImmutabilityLocked bool = false
@@ -193,6 +216,29 @@ var names = {
 }
 var allTags = union({ 'app': 'auditkeep' }, tags)
 
+// ---------------------------------------------------------------- Retention (docs/retention.md)
+
+// The same table as collector/settings.py RETENTION_PRESETS (tests/infra checks it): days of each tier.
+var retentionPresets = {
+  default: { hot: 90, cold: 2557, archive: 2557, immutability: 0 }
+  pci: { hot: 92, cold: 366, archive: 366, immutability: 0 }
+  scuba: { hot: 92, cold: 366, archive: 366, immutability: 0 }
+  hipaa: { hot: 90, cold: 2192, archive: 2192, immutability: 0 }
+  sox: { hot: 90, cold: 2557, archive: 2557, immutability: 0 }
+  sec: { hot: 90, cold: 2192, archive: 2192, immutability: 2192 }
+  'gdpr-12m': { hot: 90, cold: 365, archive: 365, immutability: 0 }
+}
+var preset = retentionPresets[retentionPreset]
+// Explicit parameters win over the preset; -1 means "not given".
+var hotDays = hotIndexRetentionDays >= 0 ? hotIndexRetentionDays : preset.hot
+var coldDays = coldRetentionDays >= 0 ? coldRetentionDays : preset.cold
+var archiveDays = archiveDeleteAfterDays >= 0 ? archiveDeleteAfterDays : preset.archive
+var wormDays = archiveImmutabilityDays >= 0 ? archiveImmutabilityDays : preset.immutability
+// The app's own rules (collector/settings.py), checked before anything is deployed. ARM evaluates only
+// the taken branch of if(), so a bad combination fails the deployment with the message inside int().
+var retentionValid = (coldDays == 0 || (hotDays > 0 && coldDays >= hotDays)) && (archiveDays == 0 || (hotDays > 0 && archiveDays >= hotDays)) && (archiveDays == 0 || wormDays <= archiveDays)
+var retentionCheck = retentionValid ? 0 : int('Invalid retention: coldRetentionDays (unless 0) and archiveDeleteAfterDays (unless 0) must be at least a finite hotIndexRetentionDays, and archiveImmutabilityDays at most archiveDeleteAfterDays (docs/retention.md).')
+
 // ---------------------------------------------------------------- Modules
 
 module identity 'modules/identity.bicep' = {
@@ -239,8 +285,9 @@ module dataStorage 'modules/storage-data.bicep' = {
     daysToCool: archiveDaysToCool
     daysToCold: archiveDaysToCold
     daysToArchive: archiveDaysToArchive
-    deleteAfterDays: archiveDeleteAfterDays
-    immutabilityDays: archiveImmutabilityDays
+    deleteAfterDays: archiveDays + retentionCheck
+    immutabilityDays: wormDays
+    coldDeleteAfterDays: coldDays
     immutabilityLocked: archiveImmutabilityLocked
     softDeleteDays: archiveSoftDeleteDays
   }
@@ -294,6 +341,11 @@ module functionApp 'modules/functionapp.bicep' = {
     m365ContentTypes: m365ContentTypes
     collectSchedule: collectSchedule
     compactSchedule: compactSchedule
+    retentionPreset: retentionPreset
+    hotIndexRetentionDays: hotDays + retentionCheck
+    coldRetentionDays: coldDays
+    archiveRetentionDays: archiveDays
+    archiveImmutabilityDays: wormDays
     queryMaxRangeDays: queryMaxRangeDays
     queryMaxExportRows: queryMaxExportRows
     instanceMemoryMB: instanceMemoryMB

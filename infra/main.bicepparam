@@ -22,14 +22,17 @@ param m365ContentTypes = [
   'Audit.General'
 ]
 
-// Retention of the raw archive: Hot -> Cool -> Cold -> Archive -> deleted after 7 years.
+// Retention (docs/retention.md): a preset sets how long the hot index, the cold tier and the raw
+// archive keep a day: default (90 days hot, 7 years cold and raw), pci, scuba, hipaa, sox, sec
+// (6 years with WORM), gdpr-12m. Override one tier with hotIndexRetentionDays, coldRetentionDays,
+// archiveDeleteAfterDays or archiveImmutabilityDays (WORM: read the trade-off in docs/deploy.md first).
+param retentionPreset = 'default'
+
+// Tiers of the raw archive: Hot -> Cool -> Cold -> Archive; a tier the blob would leave before its
+// minimum billed duration is skipped (a 12-month retention stops at Cold).
 param archiveDaysToCool = 7
 param archiveDaysToCold = 90
 param archiveDaysToArchive = 365
-param archiveDeleteAfterDays = 2557
-
-// WORM retention on the archive container in days (0 = off). Read the trade-off in docs/deploy.md first.
-param archiveImmutabilityDays = 0
 
 // Optional Entra ID front door on the query API (function keys stay required either way).
 param queryAuthEnabled = false

@@ -82,6 +82,21 @@ param compactSchedule string
 @description('Required. NCRONTAB schedule of the collection timer (COLLECT_SCHEDULE).')
 param collectSchedule string
 
+@description('Required. Retention preset name (RETENTION_PRESET); the day counts below are already resolved from it.')
+param retentionPreset string
+
+@description('Required. Days the hot index keeps a day (HOT_INDEX_RETENTION_DAYS; 0 = forever).')
+param hotIndexRetentionDays int
+
+@description('Required. Days the cold tier keeps a day (COLD_RETENTION_DAYS; 0 = no cold tier).')
+param coldRetentionDays int
+
+@description('Required. Days the raw archive keeps a blob (ARCHIVE_RETENTION_DAYS; 0 = forever); the lifecycle rule uses the same number.')
+param archiveRetentionDays int
+
+@description('Required. The archive container\'s WORM period in days (ARCHIVE_IMMUTABILITY_DAYS; 0 = none).')
+param archiveImmutabilityDays int
+
 @description('Required. Widest time range of a query without a user or operation filter, in days (QUERY_MAX_RANGE_DAYS).')
 param queryMaxRangeDays int
 
@@ -171,6 +186,11 @@ var collectorSettings = {
   AUDIT_TABLE_PREFIX: tablePrefix
   QUERY_MAX_RANGE_DAYS: string(queryMaxRangeDays)
   QUERY_MAX_EXPORT_ROWS: string(queryMaxExportRows)
+  RETENTION_PRESET: retentionPreset
+  HOT_INDEX_RETENTION_DAYS: string(hotIndexRetentionDays)
+  COLD_RETENTION_DAYS: string(coldRetentionDays)
+  ARCHIVE_RETENTION_DAYS: string(archiveRetentionDays)
+  ARCHIVE_IMMUTABILITY_DAYS: string(archiveImmutabilityDays)
 }
 
 // The credential never passes through the template: the setting is a Key Vault reference that the

@@ -17,6 +17,10 @@ param coldContainerName string
 @minValue(0)
 param coldDaysToCold int = 30
 
+@description('Optional. COLD_RETENTION_DAYS: the cold container\'s lifecycle deletes files this many days after their last write, a backstop behind the app, which deletes whole days by event time first (a file is written after its day ends). 0 = no deletion.')
+@minValue(0)
+param coldDeleteAfterDays int = 0
+
 @description('Required. Name of the content queue (AUDIT_QUEUE_NAME); the poison queue is <name>-poison.')
 param queueName string
 
@@ -63,16 +67,22 @@ param immutabilityLocked bool = false
 @maxValue(365)
 param softDeleteDays int = 14
 
+// Derived from the retention (deleteAfterDays): a tier is skipped when the blob would leave it
+// before its minimum billed duration (Cool 30, Cold 90, Archive 180 days), since an early deletion is
+// billed as if it stayed; so a 12-month retention (pci, gdpr-12m) never moves blobs to Archive.
+var toCool = deleteAfterDays == 0 || deleteAfterDays - daysToCool >= 30 ? daysToCool : 0
+var toCold = deleteAfterDays == 0 || deleteAfterDays - daysToCold >= 90 ? daysToCold : 0
+var toArchive = deleteAfterDays == 0 || deleteAfterDays - daysToArchive >= 180 ? daysToArchive : 0
 // Tiers must come in order: each enabled day count larger than every enabled one before it.
-var lifecycleOrderValid = (daysToCool == 0 || daysToCold == 0 || daysToCold > daysToCool) && (daysToCool == 0 || daysToArchive == 0 || daysToArchive > daysToCool) && (daysToCold == 0 || daysToArchive == 0 || daysToArchive > daysToCold) && (deleteAfterDays == 0 || ((daysToCool == 0 || deleteAfterDays > daysToCool) && (daysToCold == 0 || deleteAfterDays > daysToCold) && (daysToArchive == 0 || deleteAfterDays > daysToArchive)))
+var lifecycleOrderValid = (toCool == 0 || toCold == 0 || toCold > toCool) && (toCool == 0 || toArchive == 0 || toArchive > toCool) && (toCold == 0 || toArchive == 0 || toArchive > toCold) && (deleteAfterDays == 0 || ((toCool == 0 || deleteAfterDays > toCool) && (toCold == 0 || deleteAfterDays > toCold) && (toArchive == 0 || deleteAfterDays > toArchive)))
 // ARM evaluates only the taken branch of if(), so an invalid order fails the deployment with this message.
 var lifecycleCheck = lifecycleOrderValid ? 0 : int('Invalid retention: the days to Cool, Cold, Archive and deletion must increase in that order (0 = skip).')
 
-var coolAction = daysToCool > 0 ? { tierToCool: { daysAfterCreationGreaterThan: daysToCool + lifecycleCheck } } : {}
-var coldAction = daysToCold > 0 ? { tierToCold: { daysAfterCreationGreaterThan: daysToCold + lifecycleCheck } } : {}
-var archiveAction = daysToArchive > 0 ? { tierToArchive: { daysAfterCreationGreaterThan: daysToArchive + lifecycleCheck } } : {}
+var coolAction = toCool > 0 ? { tierToCool: { daysAfterCreationGreaterThan: toCool + lifecycleCheck } } : {}
+var coldAction = toCold > 0 ? { tierToCold: { daysAfterCreationGreaterThan: toCold + lifecycleCheck } } : {}
+var archiveAction = toArchive > 0 ? { tierToArchive: { daysAfterCreationGreaterThan: toArchive + lifecycleCheck } } : {}
 var deleteAction = deleteAfterDays > 0 ? { delete: { daysAfterCreationGreaterThan: deleteAfterDays + lifecycleCheck } } : {}
-var lifecycleEnabled = daysToCool > 0 || daysToCold > 0 || daysToArchive > 0 || deleteAfterDays > 0
+var lifecycleEnabled = daysToCool > 0 || daysToCold > 0 || daysToArchive > 0 || deleteAfterDays > 0 || coldDaysToCold > 0 || coldDeleteAfterDays > 0
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: The Flex Consumption app is not VNet-integrated here, so it reaches storage over the public endpoint; access is Entra-only (shared keys off, no public blobs). Private endpoints are the documented hardening step (docs/deploy.md).
@@ -145,7 +155,10 @@ resource coldContainer 'Microsoft.Storage/storageAccounts/blobServices/container
   }
 }
 
-var coldTierAction = coldDaysToCold > 0 ? { tierToCold: { daysAfterModificationGreaterThan: coldDaysToCold } } : {}
+// Cold: only when the file stays there its minimum billed 90 days before the deletion.
+var coldFilesToCold = coldDaysToCold > 0 && (coldDeleteAfterDays == 0 || coldDeleteAfterDays - coldDaysToCold >= 90) ? coldDaysToCold : 0
+var coldTierAction = coldFilesToCold > 0 ? { tierToCold: { daysAfterModificationGreaterThan: coldFilesToCold } } : {}
+var coldDeleteAction = coldDeleteAfterDays > 0 ? { delete: { daysAfterModificationGreaterThan: coldDeleteAfterDays } } : {}
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: account
@@ -199,7 +212,7 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
           }
         }
         {
-          enabled: coldDaysToCold > 0
+          enabled: true
           name: 'cold-tier-online'
           type: 'Lifecycle'
           definition: {
@@ -212,7 +225,7 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
               ]
             }
             actions: {
-              baseBlob: union({ tierToCool: { daysAfterModificationGreaterThan: 0 } }, coldTierAction)
+              baseBlob: union({ tierToCool: { daysAfterModificationGreaterThan: 0 } }, coldTierAction, coldDeleteAction)
             }
           }
         }

@@ -129,9 +129,14 @@ def test_lifecycle_days_are_validated_in_order() -> None:
     for action in ("tierToCool", "tierToCold", "tierToArchive", "delete"):
         assert re.search(action + r": \{ daysAfterCreationGreaterThan: \w+ \+ lifecycleCheck \}", text), action
     assert "prefixMatch" in text and "'${archiveContainerName}/'" in text
-    defaults = parse(INFRA / "main.bicep")["parameters"]
-    assert defaults["archiveDeleteAfterDays"]["default"] == 2557  # 7 years
-    days = [defaults[p]["default"] for p in ("archiveDaysToCool", "archiveDaysToCold", "archiveDaysToArchive", "archiveDeleteAfterDays")]
+    main = parse(INFRA / "main.bicep")
+    defaults = main["parameters"]
+    # archiveDeleteAfterDays defaults to -1: the retention preset's (default: 7 years; docs/retention.md)
+    assert defaults["archiveDeleteAfterDays"]["default"] == {"operator": {"operands": {"integer_value": 1}, "type": "minus"}}
+    assert defaults["retentionPreset"]["default"] == "default"
+    preset = main["variables"]["retentionPresets"]["value"]["default"]
+    assert preset["archive"] == 2557  # 7 years
+    days = [defaults[p]["default"] for p in ("archiveDaysToCool", "archiveDaysToCold", "archiveDaysToArchive")] + [preset["archive"]]
     assert days == sorted(days) and len(set(days)) == 4
 
 
@@ -141,7 +146,10 @@ def test_worm_policy_is_optional_and_skipped_once_locked() -> None:
     assert worm["type"] == "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"
     text = (MODULES / "storage-data.bicep").read_text()
     assert "= if (immutabilityDays > 0 && !immutabilityLocked)" in text
-    assert parse(INFRA / "main.bicep")["parameters"]["archiveImmutabilityDays"]["default"] == 0
+    main = parse(INFRA / "main.bicep")
+    # -1: the retention preset's; only sec sets a WORM period (docs/retention.md)
+    assert main["parameters"]["archiveImmutabilityDays"]["default"] == {"operator": {"operands": {"integer_value": 1}, "type": "minus"}}
+    assert main["variables"]["retentionPresets"]["value"]["default"]["immutability"] == 0
 
 
 def test_key_vault_is_rbac_with_purge_protection() -> None:
