@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 PORT ?= 7071
 
-.PHONY: help install run test test-fast typecheck bench bench-quick lint clean
+.PHONY: help install run test test-fast typecheck bench bench-quick soak lint clean
 
 help:
 	@echo "make run    - collect from the simulator (or a real tenant) into Azurite and serve http://127.0.0.1:$(PORT)"
 	@echo "make test   - the whole test suite (installs what it needs)"
 	@echo "make bench  - ingestion and query benchmarks; numbers go to docs/performance.md"
 	@echo "make bench-quick - the same benchmarks on tiny data (a smoke run; writes no docs)"
+	@echo "make soak   - fault and crash soak: 200 cycles, 20 kills; figures go to docs/reliability.md"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11" >&2; exit 1; }
@@ -53,6 +54,10 @@ bench: install
 # Every benchmark end to end on tiny data (about a minute); prints numbers, writes no docs.
 bench-quick: install
 	$(PY) -m devtools.bench --quick
+
+# The fault and crash soak of issue 12 (docs/reliability.md): about 20 minutes.
+soak: install
+	$(PY) -m devtools.soak --cycles 200 --kills 20 --write
 
 lint: install
 	$(PY) -m ruff check collector simulator devtools tests function_app.py

@@ -206,6 +206,8 @@ class CollectorRun:
             self.process.wait()
             code = None
         self._reader.join(timeout=10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
         return code
 
 
@@ -290,8 +292,13 @@ class Soak:
             time.sleep(self.rng.uniform(0, 0.5))
             runs.append(CollectorRun(self.child_env, self.options, self.names, None))
             self.stats.two_at_once += 1
-        for run in runs:
-            self._finished(run)
+        try:
+            for run in runs:
+                self._finished(run)
+        finally:
+            for run in runs:  # interrupted (Ctrl-C): no collector outlives the soak
+                if run.process.poll() is None:
+                    run.process.kill()
         if kill is not None:
             if runs[0].killed_in:
                 self.stats.kills[runs[0].killed_in] += 1
@@ -311,6 +318,9 @@ class Soak:
         if code is None:
             self.stats.problems.append("a collector run hung (killed after "
                                        f"{RUN_TIMEOUT:.0f} s); its log ends:\n  " + "\n  ".join(run.tail))
+        elif code == 1 and not self.options.quiet:
+            errors = [line for line in run.tail if line.startswith("ERROR")]
+            say(f"partial run (exit 1): {errors[-1] if errors else run.tail[-1] if run.tail else ''}")
         elif code not in (0, 1) and not run.killed_in:
             # 1 is a partial run (a fault outlived the run's retries); anything else is a failure to read
             self.stats.problems.append(f"a collector run exited with {code}; its log ends:\n  " + "\n  ".join(run.tail))
@@ -716,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cycles < 1 or args.kills < 0 or args.kills > args.cycles:
         parser.error("--cycles must be at least 1 and --kills between 0 and --cycles")
+    # `kill` (SIGTERM) cleans up like Ctrl-C: Azurite and the collectors are stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     options = Options(cycles=args.cycles, kills=args.kills, seed=args.seed, visibility_timeout=args.visibility_timeout,
                       content_types=tuple(_iter_types(args.content_types)), quiet=args.quiet)
     return run(options, write=args.write)
