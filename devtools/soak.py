@@ -97,6 +97,7 @@ class Stats:
     records_added: int = 0
     started: float = field(default_factory=time.monotonic)
     problems: list[str] = field(default_factory=list)  # hung runs, simulator errors: the soak fails
+    crashes: list[str] = field(default_factory=list)  # runs that ended with a traceback (shown, not a failure by itself)
 
     @property
     def kills_total(self) -> int:
@@ -314,6 +315,10 @@ class Soak:
     def _finished(self, run: CollectorRun) -> None:
         code = run.wait()
         name = self._exit_name(code)
+        crashed = any(line.startswith("Traceback") for line in run.tail)
+        if crashed and not run.killed_in:
+            name += " (traceback)"
+            self.stats.crashes.append("\n  ".join(list(run.tail)[-12:]))
         self.stats.exits[name] += 1
         if code is None:
             self.stats.problems.append("a collector run hung (killed after "
@@ -698,6 +703,8 @@ def run(options: Options, *, write: bool = False, after: Callable[[Soak], None] 
     table = summary(stats, verdict, options)
     print(table, flush=True)
     problems = failures(stats, verdict, options)
+    for crash in stats.crashes[:3]:
+        print(f"soak: a collector run ended with a traceback:\n  {crash}", file=sys.stderr)
     for problem in problems:
         print(f"soak: FAILED: {problem}", file=sys.stderr)
     if write and not problems:
