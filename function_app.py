@@ -5,6 +5,8 @@ Functions:
 - process_content_blob queue (%AUDIT_QUEUE_NAME%, connection AUDIT_STORAGE): fetch, archive, index
 - compact_cold_tier    timer (%COMPACT_SCHEDULE%): closed index days → Parquet files (docs/cold-tier.md), then
                        expiry of what is due in each tier (docs/retention.md)
+- deliver_alert        queue (%AUDIT_ALERT_QUEUE%): an alert to its outputs (docs/alerts.md)
+- check_alert_health   timer (%COLLECT_SCHEDULE%): our own silence as alerts (health rules)
 - HTTP routes of the query API (see the section below; they stream: HTTP streams)
 """
 
@@ -58,6 +60,19 @@ def reindex_range(message: func.QueueMessage) -> None:
 
     services = bootstrap.services()
     run_message(services.reindexer, services.reindex_queue, message.get_body())
+
+
+# ------------------------------------------------------------------ alerts (docs/alerts.md)
+# The rules run inside process_content_blob; these deliver what they raised (retried by the host,
+# then poison) and check our own silence (the health rules) on the collection schedule.
+@app.queue_trigger(arg_name="message", queue_name="%AUDIT_ALERT_QUEUE%", connection="AUDIT_STORAGE")
+def deliver_alert(message: func.QueueMessage) -> None:
+    bootstrap.services().alerts.deliverer.deliver_message(message.get_body())
+
+
+@app.timer_trigger(schedule="%COLLECT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def check_alert_health(timer: func.TimerRequest) -> None:
+    bootstrap.services().alerts.check()
 
 
 # ------------------------------------------------------------------ query API (HTTP)
@@ -126,6 +141,13 @@ async def get_audit_record(req: Request) -> Response:
 @app.route(route="health", methods=["GET"])
 async def get_health(req: Request) -> Response:
     return _http_response(await asyncio.to_thread(_query_api().health))
+
+
+@app.route(route="alerts", methods=["GET"])
+async def list_alerts(req: Request) -> Response:
+    request = _request(req)
+    base = api.api_root(str(request.url), "alerts")
+    return _http_response(await asyncio.to_thread(_query_api().alerts, request.query_params.multi_items(), base))
 
 
 @app.route(route="openapi.json", methods=["GET"])

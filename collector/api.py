@@ -244,6 +244,8 @@ class Api:
             return self.record(route[len("audit/"):])
         if route == "health":
             return self.health()
+        if route == "alerts":
+            return self.alerts(params, base_url)
         if route == "openapi.json":
             return self.openapi(base_url)
         return error_response(404, "NotFound", f"no route /api/{shown(route)[1:-1]}; see /api/openapi.json")
@@ -261,6 +263,10 @@ class Api:
     def health(self) -> Response:
         """GET /api/health: the services' HealthReporter."""
         return self._guarded("health", lambda: json_response(200, self.services.health.report()))
+
+    def alerts(self, params: HttpParams, base_url: str) -> Response:
+        """GET /api/alerts: stored alerts, newest first (collector/alerts/query.py)."""
+        return self._guarded("alerts", lambda: self._alerts(params, base_url))
 
     def openapi(self, base_url: str) -> Response:
         return openapi_response(base_url)
@@ -351,6 +357,11 @@ class Api:
         # Pull the first chunk now: a storage failure then becomes a JSON 500 instead of a broken stream.
         first = next(chunks)
         return Response(200, headers, _chain(first, chunks))
+
+    def _alerts(self, params: HttpParams, base_url: str) -> Response:
+        from .alerts.query import alerts_page
+
+        return json_response(200, alerts_page(self.services.alerts.table, param_pairs(params), base_url))
 
     def _record(self, record_id: str) -> Response:
         if not record_id or len(record_id) > MAX_ID_LENGTH:

@@ -28,6 +28,7 @@ from .timeutil import Clock, SystemClock
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from .alerts.wiring import AlertServices
     from .auth import TokenProvider
     from .cold.compaction import Compactor
     from .cold.store import ColdBlobStore
@@ -157,7 +158,15 @@ class Services:
     def processor(self) -> ContentProcessor:
         from .collect import ContentProcessor
 
-        return ContentProcessor(self.settings, self.api, self.archive, self.index, self.ledger, clock=self.clock)
+        return ContentProcessor(self.settings, self.api, self.archive, self.index, self.ledger, clock=self.clock,
+                                alerts=self.alerts.sink)
+
+    @cached_property
+    def alerts(self) -> AlertServices:
+        """Detection rules, the alerts table and queue, delivery, the silence check (collector/alerts/)."""
+        from .alerts.wiring import AlertServices
+
+        return AlertServices(self)
 
     @cached_property
     def query(self) -> QueryService:

@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -420,6 +420,13 @@ class ProcessingLedger(Protocol):
     def mark_failed(self, ref: ContentRef, now: datetime, *, error: str) -> datetime | None: ...
 
 
+class AlertSink(Protocol):
+    """The detection rules (collector/alerts/engine.py): the blob's records as just indexed, in
+    memory (no second storage read). Never raises: a rule's failure must not block ingest."""
+
+    def observe(self, records: Sequence[dict[str, Any]], items: Sequence[IndexItem], ref: ContentRef) -> object: ...
+
+
 # A message for content the ledger already settled is a duplicate (the listing's overlap, a
 # redelivery after "done" but before the host deleted the message): nothing to do. `missing`
 # (written by earlier versions) is not settled: that content is tried again (healing.py).
@@ -439,8 +446,9 @@ class ContentProcessor:
     """One queue message: fetch → archive → index → ledger done (see module docstring)."""
 
     def __init__(self, settings: Settings, api: ContentSource, archive: ContentArchive, index: RecordIndex,
-                 ledger: ProcessingLedger, *, clock: Clock | None = None) -> None:
+                 ledger: ProcessingLedger, *, clock: Clock | None = None, alerts: AlertSink | None = None) -> None:
         self.settings = settings
+        self.alerts = alerts
         self.api = api
         self.archive = archive
         self.index = index
@@ -509,7 +517,10 @@ class ContentProcessor:
         if fetched:
             self.archive.put(ref, body, len(records))
         name = self.archive.name(ref)
-        entities = self.index.write(content_items(records, ref.content_type, ref.content_created, name))
+        items = content_items(records, ref.content_type, ref.content_created, name)
+        entities = self.index.write(items)
+        if self.alerts is not None:  # after the index write, before "done": a retry sees the blob again
+            self.alerts.observe(records, items, ref)
         self.ledger.mark(ref, LedgerStatus.DONE, self.clock.now(), records=len(records), blob=name)
         log.info("collect.content_indexed %s %s: %d records, %d index entities", ref.content_type, ref.content_id,
                  len(records), entities,

@@ -13,6 +13,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from .keyed import KeyedRecord, named
 from .models import AuditEntry
 from .timeutil import format_record_time, parse_time
 
@@ -68,12 +69,9 @@ def _first(*values: Any) -> str:
 
 
 def _named(items: Any, name: str) -> Any:
-    """Value of the `{"Name": name, "Value": ...}` item in a list such as ExtendedProperties."""
-    if isinstance(items, list):
-        for item in items:
-            if isinstance(item, dict) and str(item.get("Name", "")).lower() == name.lower():
-                return item.get("Value")
-    return None
+    """Value of the `{"Name": name, "Value": ...}` item in a list such as ExtendedProperties
+    (keyed.py reads every such list by name: the detection rules' `ExtendedProperties.UserAgent`)."""
+    return named(items, name)
 
 
 def _get(record: dict[str, Any], *path: Any) -> Any:
@@ -154,3 +152,9 @@ def normalize_record(record: dict[str, Any], content_type: str, content_created:
         contentType=content_type,
         organizationId=_text(record.get("OrganizationId")),
     ), when
+
+
+def keyed_view(record: dict[str, Any]) -> KeyedRecord:
+    """The record read by field name (`Parameters.ForwardTo`, `CopilotEventData.AppHost`): what the
+    detection rules see beside the normalized entry (collector/keyed.py; the index payload is unchanged)."""
+    return KeyedRecord(record)

@@ -150,6 +150,7 @@ def document(server_url: str | None = None) -> dict[str, object]:
                     "500": _error("A server-side failure."),
                 },
             }},
+            "/alerts": _alerts_path(),
             "/openapi.json": {"get": {
                 "operationId": "getOpenApi",
                 "summary": "This document",
@@ -192,6 +193,7 @@ def document(server_url: str | None = None) -> dict[str, object]:
                         }},
                     },
                 },
+                **_alert_schemas(),
                 "Error": {
                     "type": "object", "required": ["error"], "additionalProperties": False,
                     "properties": {"error": {
@@ -205,6 +207,74 @@ def document(server_url: str | None = None) -> dict[str, object]:
                                       "description": "Azure Functions function key (not needed by `collector serve`)."},
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code",
                                      "description": "The function key as a query parameter (never repeated in nextLink URLs: send it on every request)."},
+            },
+        },
+    }
+
+
+def _alerts_path() -> dict[str, object]:
+    """GET /api/alerts (collector/alerts/query.py; the rules: docs/alerts.md)."""
+    from .alerts.query import DEFAULT_TOP as ALERTS_TOP
+    from .alerts.query import MAX_TOP as ALERTS_MAX_TOP
+    from .alerts.rules import SEVERITIES
+
+    def query(name: str, description: str, schema: dict[str, object]) -> dict[str, object]:
+        return {"name": name, "in": "query", "required": False, "description": description, "allowEmptyValue": True,
+                "schema": schema}
+
+    when: dict[str, object] = {"type": "string", "pattern": f"^{TIME_PATTERN}$", "example": "2024-05-01T08:00:00Z"}
+    text: dict[str, object] = {"type": "string", "maxLength": MAX_VALUE_LENGTH}
+    return {"get": {
+        "operationId": "listAlerts",
+        "summary": "Alerts raised by the detection rules and the health checks, newest first",
+        "parameters": [
+            query("start", "Alerts at or after this time (UTC).", when),
+            query("end", "Alerts before this time (UTC).", when),
+            query("rule", "One rule's alerts (its name, e.g. password-spray).", text),
+            query("severity", "One severity.", {"type": "string", "enum": list(SEVERITIES)}),
+            query("user", "One user's alerts (case-insensitive).", text),
+            query("top", "Alerts per page.", {"type": "integer", "minimum": 1, "maximum": ALERTS_MAX_TOP,
+                                              "default": ALERTS_TOP}),
+            query("cursor", "Opaque; only from an @odata.nextLink.", {"type": "string", "maxLength": 64}),
+        ],
+        "responses": {
+            "200": {"description": "A page of alerts.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AlertPage"}}}},
+            "400": _error("A parameter is invalid or unknown; the message names it."),
+            "401": _UNAUTHORIZED,
+            "414": _URI_TOO_LONG,
+            "500": _error("A server-side failure."),
+        },
+    }}
+
+
+def _alert_schemas() -> dict[str, object]:
+    from .alerts.rules import SEVERITIES
+
+    return {
+        "Alert": {
+            "type": "object", "required": ["id", "rule", "severity", "time", "user", "summary", "recordIds", "count"],
+            "additionalProperties": True,
+            "properties": {
+                "id": {"type": "string", "description": "Deterministic: one alert per rule, key and window."},
+                "rule": {"type": "string"}, "severity": {"type": "string", "enum": list(SEVERITIES)},
+                "time": {"type": "string", "format": "date-time",
+                         "description": "The event's time, or the start of the threshold window, or of the health episode."},
+                "user": {"type": "string"}, "summary": {"type": "string"},
+                "recordIds": {"type": "array", "items": {"type": "string"},
+                              "description": "Ids of the matching records (at most 50; /api/audit/{id} returns each)."},
+                "count": {"type": "integer", "description": "How many records matched."},
+                "kind": {"type": "string", "enum": ["event", "threshold", "first-seen", "health"]},
+                "key": {"type": "object", "additionalProperties": {"type": "string"}},
+                "windowEnd": {"type": "string", "format": "date-time"},
+            },
+        },
+        "AlertPage": {
+            "type": "object", "required": ["value"], "additionalProperties": False,
+            "properties": {
+                "value": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
+                "@odata.nextLink": {"type": "string", "format": "uri",
+                                    "description": "Absolute URL of the next page; absent on the last page."},
             },
         },
     }

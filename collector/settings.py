@@ -186,6 +186,16 @@ class Settings:
     health_max_wait_minutes: float = 60.0  # HEALTH_MAX_WAIT_MINUTES: content queued longer → "failing"
     health_max_lag_hours: float = 24.0  # HEALTH_MAX_LAG_HOURS: checkpoint older than this → "failing"
 
+    # --- Alerts (docs/alerts.md) ---
+    alerts_enabled: bool = True  # ALERTS_ENABLED: run the detection rules on ingest
+    alert_rules_json: str = ""  # ALERT_RULES_JSON: user rules (JSON) applied over the built-in ones
+    alert_rules_blob: str = ""  # ALERT_RULES_BLOB: the same as a blob, "container/path.json" in the storage account
+    alert_queue: str = "audit-alerts"  # AUDIT_ALERT_QUEUE: alert deliveries (and its -poison queue)
+    alert_webhook_url: Secret | None = None  # ALERT_WEBHOOK_URL: https:// endpoint (http:// only on loopback); a secret
+    alert_webhook_format: str = "json"  # ALERT_WEBHOOK_FORMAT: json | teams | slack
+    alert_webhook_secret: Secret | None = None  # ALERT_WEBHOOK_SECRET: HMAC-SHA256 key of X-AuditKeep-Signature
+    alert_output_queue: str = ""  # ALERT_OUTPUT_QUEUE: a queue that receives each alert's JSON
+
     @property
     def poison_queue_name(self) -> str:
         return f"{self.queue_name}-poison"
@@ -233,6 +243,12 @@ class Settings:
         """Read and validate settings; raise ConfigError listing every problem."""
         env = dict(os.environ if environ is None else environ)
         return _Reader(env).build()
+
+
+def shown_url(url: str) -> str:
+    """A webhook URL for an error message: scheme and host only (Teams and Slack URLs embed their secret)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}/..." if parts.path or parts.query else url
 
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -395,6 +411,7 @@ class _Reader:
             health_lag_minutes=self.number("HEALTH_LAG_MINUTES", 30.0, 1, 7 * 24 * 60),
             health_max_wait_minutes=self.number("HEALTH_MAX_WAIT_MINUTES", 60.0, 1, 7 * 24 * 60),
             health_max_lag_hours=self.number("HEALTH_MAX_LAG_HOURS", 24.0, 1, 167),
+            **self.alerts(queue, reindex_queue),
         )
         if self.problems:
             raise ConfigError(self.problems)
@@ -427,6 +444,42 @@ class _Reader:
                                  "a WORM-protected blob cannot be deleted when its retention ends")
         return {"retention_preset": name, "hot_index_retention_days": hot, "cold_retention_days": cold,
                 "archive_retention_days": archive, "archive_immutability_days": worm}
+
+    def alerts(self, work_queue: str, reindex_queue: str) -> dict[str, Any]:
+        """The alert settings (docs/alerts.md); ALERT_RULES_JSON is checked rule by rule here."""
+        queue = self.get("AUDIT_ALERT_QUEUE", "audit-alerts")
+        if not _CONTAINER.match(queue) or len(queue) > 56 or queue in (work_queue, reindex_queue):
+            self.problems.append("AUDIT_ALERT_QUEUE must be a valid queue name of at most 56 characters (a-z, 0-9, -) "
+                                 f"other than AUDIT_QUEUE_NAME and AUDIT_REINDEX_QUEUE, got {queue!r}")
+        output = self.get("ALERT_OUTPUT_QUEUE")
+        if output and (not _CONTAINER.match(output) or output in (work_queue, reindex_queue, queue)):
+            self.problems.append("ALERT_OUTPUT_QUEUE must be a valid queue name (a-z, 0-9, -) other than the collector's "
+                                 f"own queues, got {output!r}")
+        rules_json = self.env.get("ALERT_RULES_JSON", "").strip()
+        if rules_json:
+            from .alerts.rules import load_rules  # the rules module is pure; imported only when rules are given
+
+            try:
+                load_rules(rules_json)
+            except ConfigError as exc:
+                self.problems.extend(f"ALERT_RULES_JSON: {problem}" for problem in exc.problems)
+        blob = self.get("ALERT_RULES_BLOB")
+        if blob and not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]/\S+", blob):
+            self.problems.append(f"ALERT_RULES_BLOB must be container/path (e.g. audit-config/rules.json), got {blob!r}")
+        url = self.get("ALERT_WEBHOOK_URL")
+        if url:
+            parts = urlsplit(url)
+            loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+            if not parts.hostname or parts.scheme not in ("https", "http") or (parts.scheme == "http" and not loopback):
+                self.problems.append(f"ALERT_WEBHOOK_URL must be an https:// URL (http:// only on loopback), got {shown_url(url)!r}")
+        fmt = self.get("ALERT_WEBHOOK_FORMAT", "json").lower()
+        if fmt not in ("json", "teams", "slack"):
+            self.problems.append(f"ALERT_WEBHOOK_FORMAT must be one of json, teams, slack, got {fmt!r}")
+        secret = self.get("ALERT_WEBHOOK_SECRET")
+        return {"alerts_enabled": self.boolean("ALERTS_ENABLED", True), "alert_rules_json": rules_json,
+                "alert_rules_blob": blob, "alert_queue": queue,
+                "alert_webhook_url": Secret(url) if url else None, "alert_webhook_format": fmt,
+                "alert_webhook_secret": Secret(secret) if secret else None, "alert_output_queue": output}
 
     def content_types(self) -> tuple[str, ...]:
         raw = self.get("M365_CONTENT_TYPES")
@@ -501,6 +554,8 @@ ENVIRONMENT_VARIABLES = (
     "M365_ALLOW_CUSTOM_HOSTS", "HEALTH_LAG_MINUTES", "HEALTH_MAX_WAIT_MINUTES", "HEALTH_MAX_LAG_HOURS",
     "RETENTION_PRESET", "HOT_INDEX_RETENTION_DAYS", "COLD_RETENTION_DAYS", "ARCHIVE_RETENTION_DAYS",
     "ARCHIVE_IMMUTABILITY_DAYS",
+    "ALERTS_ENABLED", "ALERT_RULES_JSON", "ALERT_RULES_BLOB", "AUDIT_ALERT_QUEUE", "ALERT_WEBHOOK_URL",
+    "ALERT_WEBHOOK_FORMAT", "ALERT_WEBHOOK_SECRET", "ALERT_OUTPUT_QUEUE",
 )
 # Read by function_app.py's bindings rather than by Settings: the timer schedule (%COLLECT_SCHEDULE%)
 # and the queue trigger's identity-based connection `AUDIT_STORAGE` (AUDIT_STORAGE__queueServiceUri,

@@ -1,0 +1,278 @@
+"""Where alerts live: the alerts table, the window and first-seen tables, and the alert queue.
+
+| table | PartitionKey | RowKey | what |
+|---|---|---|---|
+| `{p}alerts` | `a` | `{inv(time):010}{id}` (newest first) | one alert: its JSON fields as properties, `queued`, `delivered` |
+| `{p}alertw{yyyyMMdd}` (day of the window's start) | `{rule}~{key hash}~{start epoch}` | record hash | a record that matched a threshold rule, `v` the values its tests read |
+| `{p}alertseen` | rule | key hash | first-seen keys: `first`, `last`, `opened` (the record that opened the episode), `openedAt` |
+
+Alerts are inserted with `create_entity` (insert-if-not-exists: a second writer of the same id
+gets a conflict and stores nothing); window rows are upserts of deterministic keys (a repeated
+record rewrites its own row); first-seen episodes change under an ETag condition. Window tables
+are dropped after WINDOW_DAYS (`prune`); late content older than that opens no window.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+from azure.storage.queue import QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from ..errors import MessageFormatError
+from ..keys import epoch, inv
+from ..tables import TableClients, table_missing
+from ..timeutil import format_iso, parse_time
+from .engine import Alert, WindowRow
+
+log = logging.getLogger(__name__)
+
+PARTITION = "a"
+WINDOW_DAYS = 40  # longer than the longest window (31 d) plus the API's 7 days of late content
+MESSAGE_TTL_SECONDS = 7 * 24 * 3600
+
+
+def alerts_table(prefix: str) -> str:
+    return f"{prefix}alerts"
+
+
+def window_table(prefix: str, start: datetime) -> str:
+    return f"{prefix}alertw{start:%Y%m%d}"
+
+
+def seen_table(prefix: str) -> str:
+    return f"{prefix}alertseen"
+
+
+def alert_row_key(alert_time: datetime, identity: str) -> str:
+    return f"{inv(alert_time):010d}{identity}"
+
+
+def _missing(exc: HttpResponseError) -> bool:
+    return isinstance(exc, ResourceNotFoundError) or table_missing(exc)
+
+
+class AlertTable:
+    """The alerts table (GET /api/alerts reads it newest first)."""
+
+    def __init__(self, tables: TableClients, prefix: str) -> None:
+        self.tables = tables
+        self.name = alerts_table(prefix)
+
+    def insert(self, alert: Alert) -> bool:
+        entity = to_entity(alert)
+        try:
+            self.tables.write(self.name, lambda client: client.create_entity(entity))
+        except ResourceExistsError:
+            return False
+        return True
+
+    def get(self, row_key: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.tables.get(self.name).get_entity(PARTITION, row_key))
+        except HttpResponseError as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def queued(self, alert: Alert) -> bool:
+        found = self.get(alert_row_key(alert.time, alert.id))
+        return bool(found and found.get("queued"))
+
+    def mark_queued(self, alert: Alert) -> None:
+        self._merge(alert_row_key(alert.time, alert.id), {"queued": True})
+
+    def mark_delivered(self, row_key: str, outputs: Sequence[str]) -> None:
+        self._merge(row_key, {"delivered": ",".join(sorted(set(outputs)))})
+
+    def _merge(self, row_key: str, values: dict[str, Any]) -> None:
+        entity = {"PartitionKey": PARTITION, "RowKey": row_key, **values}
+        self.tables.write(self.name, lambda client: client.update_entity(entity, mode=UpdateMode.MERGE))
+
+    def scan(self, start: datetime | None, end: datetime | None, *, after: str | None = None,
+             rule: str | None = None, severity: str | None = None, user: str | None = None) -> Iterator[dict[str, Any]]:
+        """Alerts with start <= time < end, newest first, from after the row key `after`."""
+        clauses = ["PartitionKey eq @p"]
+        params: dict[str, Any] = {"p": PARTITION}
+        low = after if after is not None else (f"{inv(end) + 1:010d}" if end is not None else None)
+        if low is not None:
+            clauses.append("RowKey gt @low" if after is not None else "RowKey ge @low")
+            params["low"] = low
+        if start is not None:
+            clauses.append("RowKey lt @high")
+            params["high"] = f"{inv(start) + 1:010d}"
+        for name, value in (("rule", rule), ("severity", severity), ("userKey", user.lower() if user else None)):
+            if value is not None:
+                clauses.append(f"{name} eq @{name}")
+                params[name] = value
+        client = self.tables.get(self.name)
+        try:
+            for entity in client.query_entities(" and ".join(clauses), parameters=params, results_per_page=200):
+                yield dict(entity)
+        except HttpResponseError as exc:
+            if not _missing(exc):
+                raise
+
+
+def to_entity(alert: Alert) -> dict[str, Any]:
+    return {
+        "PartitionKey": PARTITION, "RowKey": alert_row_key(alert.time, alert.id),
+        "id": alert.id, "rule": alert.rule, "severity": alert.severity, "time": format_iso(alert.time),
+        "user": alert.user, "userKey": alert.user.lower(), "summary": alert.summary[:4000],
+        "recordIds": json.dumps(list(alert.record_ids)), "count": alert.count, "kind": alert.kind,
+        "key": json.dumps(dict(alert.key), ensure_ascii=False)[:4000],
+        "windowEnd": format_iso(alert.window_end) if alert.window_end else "", "queued": False, "delivered": "",
+    }
+
+
+def from_entity(entity: dict[str, Any]) -> Alert:
+    end = entity.get("windowEnd") or ""
+    return Alert(id=str(entity["id"]), rule=str(entity["rule"]), severity=str(entity["severity"]),
+                 time=parse_time(str(entity["time"])), user=str(entity.get("user", "")),
+                 summary=str(entity.get("summary", "")), record_ids=tuple(json.loads(entity.get("recordIds") or "[]")),
+                 count=int(entity.get("count", 0)), kind=str(entity.get("kind", "event")),
+                 key=json.loads(entity.get("key") or "{}"), window_end=parse_time(end) if end else None)
+
+
+class WindowTable:
+    """Threshold windows: one row per matching record, in day tables dropped after WINDOW_DAYS."""
+
+    def __init__(self, tables: TableClients, prefix: str) -> None:
+        self.tables = tables
+        self.prefix = prefix
+
+    @staticmethod
+    def _partition(rule: str, key: str, start: datetime) -> str:
+        return f"{rule}~{key}~{epoch(start)}"
+
+    def add(self, rule: str, key: str, start: datetime, rows: Sequence[WindowRow]) -> None:
+        partition = self._partition(rule, key, start)
+        entities = [{"PartitionKey": partition, "RowKey": hashlib.sha256(row.record.encode("utf-8")).hexdigest()[:32],
+                     "id": row.record, "v": json.dumps(row.values, separators=(",", ":"), ensure_ascii=False)}
+                    for row in rows]
+        for offset in range(0, len(entities), 100):  # a transaction holds at most 100 entities
+            chunk: list[tuple[str, dict[str, Any]]] = [("upsert", entity) for entity in entities[offset:offset + 100]]
+
+            def submit(client: TableClient, operations: list[tuple[str, dict[str, Any]]] = chunk) -> object:
+                return client.submit_transaction(operations)
+
+            self.tables.write(window_table(self.prefix, start), submit)
+
+    def rows(self, rule: str, key: str, start: datetime, limit: int) -> list[WindowRow]:
+        client = self.tables.get(window_table(self.prefix, start))
+        out = []
+        try:
+            for entity in client.query_entities("PartitionKey eq @p", parameters={"p": self._partition(rule, key, start)},
+                                                results_per_page=1000, select=["id", "v"]):
+                out.append(WindowRow(str(entity["id"]), json.loads(entity.get("v") or "{}")))
+                if len(out) >= limit:
+                    break
+        except HttpResponseError as exc:
+            if not _missing(exc):
+                raise
+        return out
+
+    def prune(self, now: datetime) -> list[str]:
+        """Drop the window tables of days older than WINDOW_DAYS; the names dropped."""
+        cutoff = f"{self.prefix}alertw{(now - timedelta(days=WINDOW_DAYS)):%Y%m%d}"
+        names = self.tables.names(f"{self.prefix}alertw", cutoff)
+        for name in names:
+            self.tables.delete(name)
+        return names
+
+
+class SeenTable:
+    """First-seen keys per rule (the SeenStore of engine.py)."""
+
+    def __init__(self, tables: TableClients, prefix: str) -> None:
+        self.tables = tables
+        self.name = seen_table(prefix)
+
+    def _client(self) -> TableClient:
+        self.tables.create(self.name)
+        return self.tables.get(self.name)
+
+    def sighting(self, rule: str, key: str, when: datetime, record: str, history: timedelta) -> str | None:
+        client = self._client()
+        for _ in range(8):  # ETag races with other instances: read again and decide again
+            try:
+                entity = client.get_entity(rule, key)
+            except ResourceNotFoundError:
+                try:
+                    client.create_entity({"PartitionKey": rule, "RowKey": key, "first": format_iso(when),
+                                          "last": format_iso(when), "opened": record, "openedAt": format_iso(when)})
+                    return record
+                except ResourceExistsError:
+                    continue
+            if entity.get("opened") == record:
+                return record  # this record opened the episode: its alert is due (again, after a crash)
+            last = parse_time(str(entity["last"]))
+            changes: dict[str, Any]
+            if when - last > history:
+                changes = {"last": format_iso(when), "opened": record, "openedAt": format_iso(when)}
+            elif when > last:
+                changes = {"last": format_iso(when)}
+            elif when < parse_time(str(entity["first"])):
+                changes = {"first": format_iso(when)}
+            else:
+                return None
+            try:
+                client.update_entity({"PartitionKey": rule, "RowKey": key, **changes}, mode=UpdateMode.MERGE,
+                                     etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
+            return record if "opened" in changes else None
+        log.warning("alerts.seen_contended %s: gave up after repeated ETag conflicts", rule, extra={"rule": rule})
+        return None
+
+
+class AlertQueue:
+    """The alert delivery queue (AUDIT_ALERT_QUEUE): one message per alert, `{"id", "rowKey"}`."""
+
+    def __init__(self, service: QueueServiceClient, name: str) -> None:
+        codec: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(),
+                                 "message_decode_policy": TextBase64DecodePolicy()}
+        self.name = name
+        self.client = service.get_queue_client(name, **codec)
+        self.poison = service.get_queue_client(f"{name}-poison", **codec)
+
+    def ensure(self) -> None:
+        for client in (self.client, self.poison):
+            with contextlib.suppress(ResourceExistsError):
+                client.create_queue()
+
+    def send(self, alert: Alert) -> None:
+        self.client.send_message(encode_message(alert), time_to_live=MESSAGE_TTL_SECONDS)
+
+
+def encode_message(alert: Alert) -> str:
+    return json.dumps({"id": alert.id, "rowKey": alert_row_key(alert.time, alert.id)})
+
+
+def decode_message(body: bytes | str) -> tuple[str, str]:
+    try:
+        data = json.loads(body)
+        return str(data["id"]), str(data["rowKey"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MessageFormatError(f"unreadable alert message ({exc.__class__.__name__}: {exc})") from exc
+
+
+def page_cursor(row_key: str) -> str:
+    return base64.urlsafe_b64encode(row_key.encode()).decode().rstrip("=")
+
+
+def read_cursor(text: str) -> str | None:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return raw if len(raw) == 42 and raw[:10].isdigit() else None
