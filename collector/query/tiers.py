@@ -6,15 +6,16 @@ hits by order key whatever tier they come from, and a cursor made on a hot day r
 one. A day in both tiers (compacted, not yet pruned from the hot index) is read from hot only, so
 nothing comes twice. Every request is charged to the caller's budget with its tier.
 
-Stale listings: both tiers' lists of days are cached for ~30 s. When a day that both list yields
-nothing from hot, the hot listing is re-read (at most once a second): if prune-index dropped the
-day meanwhile, the cold tier answers instead of an empty day. A day that neither lists is asked
-of the hot index (which re-reads its own listing) and the cold listing is re-read too.
+Stale listings: both tiers' lists of days are cached for ~30 s. When the hot index yields nothing
+for a day, the hot listing is re-read (at most once a second), and if the day is gone from hot
+(prune-index dropped it meanwhile) the cold listing too: a day compacted and pruned since the
+listings were read is answered by the cold tier, not as an empty day.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class TieredView:
         self.cold = cold
         self.timer = timer
         self._relisted: dict[View, float] = {}
+        self._lock = threading.Lock()
 
     def _cold_days(self) -> frozenset[str]:
         return self.cold.days() if self.cold is not None else frozenset()
@@ -122,7 +124,7 @@ class TieredView:
             for hit in self.hot.scan(view, lo, hi, value=value, after=after, page_size=page_size, on_request=hot_charge):
                 served = True
                 yield hit
-            if not served and self._moved_to_cold(view, day, hot_days, cold_days):
+            if not served and self._moved_to_cold(view, day):
                 yield from self._cold(day, view, value, after, lo_second, hi_second, cold_charge)
 
     def _cold(self, day: str, view: View, value: str | None, after: str | None, lo_second: int, hi_second: int,
@@ -131,30 +133,31 @@ class TieredView:
         low, high = f"{keys.INV_BASE - hi_second:010d}", f"{keys.INV_BASE - lo_second + 1:010d}"
         return self.cold.scan(day, view, value=value, after=after, low=low, high=high, charge=charge)
 
-    def _moved_to_cold(self, view: View, day: str, hot_days: set[str], cold_days: frozenset[str]) -> bool:
-        """After the hot index gave nothing for `day`: whether the day is compacted and no longer
-        hot, though the cached listings said otherwise (pruned, or compacted, since they were read)."""
+    def _moved_to_cold(self, view: View, day: str) -> bool:
+        """After the hot index gave nothing for `day`: whether the day is no longer hot but
+        compacted, though the cached listings said otherwise (pruned, or compacted, since they
+        were read). Each listing is re-read at most once per RELIST_SECONDS; read-ahead threads
+        wait for a re-listing in progress and then use its result."""
         if self.cold is None:
             return False
-        if day in cold_days:
-            return not self._still_hot(view, day)
-        return day not in hot_days and self.cold.age() > RELIST_SECONDS and day in self.cold.days(refresh=True)
-
-    def _still_hot(self, view: View, day: str) -> bool:
-        """Whether the hot index still has the day's table (re-listed at most once per RELIST_SECONDS)."""
-        now = self.timer()
-        if now - self._relisted.get(view, -math.inf) < RELIST_SECONDS:
-            return day in self.hot.tables(view)
-        self._relisted[view] = now
-        return day in self.hot.tables(view, refresh=True)
+        with self._lock:
+            recent = self.timer() - self._relisted.get(view, -math.inf) < RELIST_SECONDS
+            if day in self.hot.tables(view, refresh=not recent):
+                return False
+            if not recent:
+                self._relisted[view] = self.timer()
+            if day in self.cold.days():
+                return True
+            return self.cold.age() > RELIST_SECONDS and day in self.cold.days(refresh=True)
 
     # ------------------------------------------------------------ by id
 
     def find_cold(self, record_id: str, hot: Lookup, charge: Callable[[], None] | None = None) -> TieredLookup:
         """After a hot lookup that missed: the cold days the hot one did not read, newest first, up
         to LOCATE_MAX_DAYS days over both tiers, the hot days counted first."""
-        hot_days = self.hot.tables(View.ID)
-        cold_days = sorted(self._cold_days() - hot_days, reverse=True)
+        hot_days = self.hot.tables(View.ID)  # the hot lookup has just re-read it
+        known = frozenset() if self.cold is None else self.cold.days(refresh=self.cold.age() > RELIST_SECONDS)
+        cold_days = sorted(known - hot_days, reverse=True)
         room = max(0, LOCATE_MAX_DAYS - hot.days)
         if hot.more:
             room = 0  # the hot lookup already read its newest LOCATE_MAX_DAYS days
