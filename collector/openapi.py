@@ -35,11 +35,26 @@ days (default 31; longer: 400 `RangeTooLarge`). With `user` or `operation` any r
 each page is bounded by the budget above instead. Unknown query parameters are refused (400), so
 a typo never widens a search.
 
+**Tiers.** Days still in the hot index (Table storage) are read from it; older days that were
+compacted into the cold tier (Parquet files in Blob storage) are read from there, with the same
+filters, order, paging and formats; a cursor made on one tier continues on the other. The header
+`X-AuditKeep-Tiers` says which served a response: `hot`, `cold`, `hot,cold`, or `none` when no
+day of the range exists in either (a streamed export names the tiers holding its range; a
+truncated export's last line names those it read). Cold blob reads count against the same
+storage request budget as index requests.
+
 **Authentication.** In Azure every route needs the function key, in the `x-functions-key` header
 (preferred) or the `code` query parameter; responses never repeat the key, so a client sends it
 on every request, next links included. `python -m collector serve` (local) needs none.
 Records have exactly the fields {", ".join(f"`{f}`" for f in FIELDS)}.
 """
+
+
+_TIERS_HEADER: dict[str, object] = {
+    "description": "The storage tiers that served the response: `hot` (the Table index), `cold` (compacted "
+                   "Parquet days), `hot,cold`, or `none`. A streamed export names the tiers holding its range.",
+    "schema": {"type": "string", "enum": ["hot", "cold", "hot,cold", "none"]},
+}
 
 
 def _string_list(description: str) -> dict[str, object]:
@@ -104,6 +119,7 @@ def document(server_url: str | None = None) -> dict[str, object]:
                     "200": {
                         "description": "A JSON page, or the whole CSV/NDJSON export.",
                         "headers": {
+                            "X-AuditKeep-Tiers": _TIERS_HEADER,
                             "X-AuditKeep-Export-Limit": {"description": "CSV/NDJSON: the QUERY_MAX_EXPORT_ROWS cap.",
                                                          "schema": {"type": "integer"}},
                             "X-AuditKeep-Truncated": {"description": "Only on a materialized (not streamed) export: "
@@ -131,12 +147,13 @@ def document(server_url: str | None = None) -> dict[str, object]:
                                 "schema": {"type": "string", "minLength": 1, "maxLength": 256}}],
                 "responses": {
                     "200": {"description": "The raw record (JSON object, schema varies by workload).",
+                            "headers": {"X-AuditKeep-Tiers": _TIERS_HEADER},
                             "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}},
                     "400": _error("The id is not valid text."),
                     "401": _UNAUTHORIZED,
                     "414": _URI_TOO_LONG,
-                    "404": _error("No record has this id in the newest 366 days of the index (the message "
-                                  "says how far back it looked)."),
+                    "404": _error("No record has this id in the newest 366 days of the hot index and the cold "
+                                  "tier (the message says how far back it looked)."),
                     "500": _error("A server-side failure."),
                 },
             }},
