@@ -7,7 +7,7 @@ Functions:
                        expiry of what is due in each tier (docs/retention.md)
 - deliver_alert        queue (%AUDIT_ALERT_QUEUE%): an alert to its outputs (docs/alerts.md)
 - check_alert_health   timer (%COLLECT_SCHEDULE%): our own silence as alerts (health rules)
-- HTTP routes of the query API (see the section below; they stream: HTTP streams)
+- HTTP routes of the query API (see the section below; they stream: HTTP streams) and the search page (ui)
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def compact_cold_tier(timer: func.TimerRequest) -> None:
     services = bootstrap.services()
     if services.settings.cold_retention_days:  # 0: no cold tier (docs/retention.md)
         services.compactor.run()
+    if services.settings.archive_bundles:  # closed days' raw blobs into a few bundles (docs/archive-bundles.md)
+        services.bundler.run()
     services.expiry.run()  # after compaction: a hot day is dropped only once the cold tier holds it
 
 
@@ -153,3 +155,10 @@ async def list_alerts(req: Request) -> Response:
 @app.route(route="openapi.json", methods=["GET"])
 async def get_openapi(req: Request) -> Response:
     return _http_response(api.openapi_response(api.api_root(str(_request(req).url), "openapi.json")))
+
+
+# The search page (collector/ui/, docs/search-page.md). Anonymous: the page and its assets hold no data,
+# and every data call the page makes goes to the routes above with the user's key (or sign-in cookie).
+@app.route(route="ui/{*asset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def get_search_page(req: Request) -> Response:
+    return _http_response(api.ui_response(_request(req).path_params.get("asset") or ""))

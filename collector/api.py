@@ -190,6 +190,17 @@ def openapi_response(base_url: str) -> Response:
     return json_response(200, document(base_url or None))
 
 
+def ui_response(name: str) -> Response:
+    """GET /api/ui and its assets (`/api/ui/app.js`): the search page, which needs no storage and holds no data."""
+    from . import ui
+
+    found = ui.asset(name)
+    if found is None:
+        return error_response(404, "NotFound", f"no asset /api/ui/{shown(name, 100)[1:-1]}; the search page is /api/ui")
+    body, content_type = found
+    return Response(200, {"Content-Type": content_type, **ui.HEADERS}, body)
+
+
 # ---------------------------------------------------------------- the handlers
 
 
@@ -248,6 +259,8 @@ class Api:
             return self.alerts(params, base_url)
         if route == "openapi.json":
             return self.openapi(base_url)
+        if route == "ui" or route.startswith("ui/"):
+            return ui_response(route[len("ui/"):])
         return error_response(404, "NotFound", f"no route /api/{shown(route)[1:-1]}; see /api/openapi.json")
 
     # -- routes
