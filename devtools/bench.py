@@ -1,4 +1,5 @@
-"""`make bench`: the ingestion benchmark (issue 2), then the query benchmark (issue 3).
+"""`make bench`: the ingestion benchmark (issue 2), the query benchmark (issue 3), then the cold
+tier's (issue 10: devtools/bench_cold.py, compaction and queries over a year of cold days).
 
 Ingestion: a synthetic 7-day backfill of at least 200,000 records goes through the whole pipeline
 (simulator over HTTPS → listing → queue → fetch → archive → index) on a fresh Azurite. In the same
@@ -288,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=28, help="pipeline and ceiling alternate this many times")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-query", action="store_true")
+    parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run of every benchmark on tiny data (about a minute); docs/performance.md is left alone")
     args = parser.parse_args(argv)
@@ -310,6 +312,13 @@ def main(argv: list[str] | None = None) -> int:
                 bench_query.main(["--stop"])
         else:
             bench_query.main([])
+    if not args.skip_cold:
+        from . import bench_cold
+
+        if args.quick:
+            bench_cold.main(["--records", "3000", "--query-days", "3", "--query-records", "300", "--reps", "2"])
+        else:
+            bench_cold.main(["--write"])
     return 0
 
 
