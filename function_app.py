@@ -47,6 +47,8 @@ def compact_cold_tier(timer: func.TimerRequest) -> None:
     services = bootstrap.services()
     if services.settings.cold_retention_days:  # 0: no cold tier (docs/retention.md)
         services.compactor.run()
+    if services.settings.archive_bundles:  # closed days' raw blobs into a few bundles (docs/archive-bundles.md)
+        services.bundler.run()
     services.expiry.run()  # after compaction: a hot day is dropped only once the cold tier holds it
 
 

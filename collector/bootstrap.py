@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from .alerts.wiring import AlertServices
     from .auth import TokenProvider
+    from .bundle import Bundler
     from .cold.compaction import Compactor
     from .cold.store import ColdBlobStore
     from .cold.view import ColdView
@@ -237,6 +238,12 @@ class Services:
         from .retention_stores import ArchiveDays, ColdDays, HotDays
 
         return HotDays(self.index), ColdDays(self.cold_store), ArchiveDays(self.archive.container)
+
+    @cached_property
+    def bundler(self) -> Bundler:
+        from .bundle import Bundler
+
+        return Bundler(self.archive, self.settings.content_types, clock=self.clock)
 
     @cached_property
     def expiry(self) -> Expiry:

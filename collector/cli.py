@@ -1,4 +1,4 @@
-"""Command line: `python -m collector collect | serve | replay-poison | prune-index | compact | expire | reindex | cost`.
+"""Command line: `python -m collector collect | serve | replay-poison | prune-index | compact | expire | bundle | reindex | cost`.
 
 Configuration or authentication failures end with one clear line on stderr and a non-zero exit.
 """
@@ -142,6 +142,23 @@ def cmd_expire(args: argparse.Namespace) -> int:
     report = services.expiry.run(dry_run=args.dry_run, progress=_progress(args.quiet))
     for line in report.lines():
         print(line)
+    return 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from .bootstrap import Services
+    from .bundle import parse_day
+    from .settings import Settings
+
+    since = parse_day(args.since, "--since") if args.since else None
+    through = parse_day(args.through, "--through") if args.through else None
+    services = Services(Settings.from_env())
+    report = services.bundler.run(since=since, through=through, progress=_progress(args.quiet))
+    if report.skipped:
+        print(f"nothing bundled: {report.skipped}")
+        return 0
+    print(f"bundled {report.bundled:,} content blob(s) of {len(report.days)} day(s) and content type(s); "
+          f"{sum(d.deleted for d in report.days):,} original(s) deleted, {sum(d.kept for d in report.days):,} kept")
     return 0
 
 
@@ -289,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--through", help="also compact days up to and including this one (YYYY-MM-DD), closed or not")
     compact.add_argument("--quiet", action="store_true", help="no progress lines")
     compact.set_defaults(func=cmd_compact)
+
+    bundle = sub.add_parser("bundle", help="join closed days' raw content blobs into a few bundles (docs/archive-bundles.md)")
+    bundle.add_argument("--since", help="first day (YYYY-MM-DD); default a week before the last closed day")
+    bundle.add_argument("--through", help="last day (YYYY-MM-DD), closed or not; default the last closed day")
+    bundle.add_argument("--quiet", action="store_true", help="no progress lines")
+    bundle.set_defaults(func=cmd_bundle)
     _add_reindex_and_cost(sub)
     return parser
 

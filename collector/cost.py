@@ -94,9 +94,10 @@ PRICES = Prices()
 HOT, COOL, COLD, ARCHIVE = range(4)
 # Raw archive tiers by age in days (infra/modules/storage-data.bicep defaults); cold-tier files go
 # to Cool at once and to Cold after 30 days, never to Archive (their reads are ranged).
-ARCHIVE_TIERS = ((HOT, 0.0), (COOL, 7.0), (COLD, 90.0), (ARCHIVE, 365.0))
+ARCHIVE_TIERS = ((HOT, 0.0), (COOL, 10.0), (COLD, 90.0), (ARCHIVE, 365.0))
 COLD_TIERS = ((COOL, 0.0), (COLD, 30.0))
-DEFAULT_HOT_DAYS = 31
+DEFAULT_HOT_DAYS = 90  # HOT_INDEX_RETENTION_DAYS' default (collector/settings.py)
+CONTENT_TYPES_PER_DAY = 5  # the five content types, each bundled on its own
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class Scenario:
     users: int
     hot_days: int | None = None  # None: DEFAULT_HOT_DAYS
     years: float = 7.0
+    bundles: bool = True  # ARCHIVE_BUNDLES: closed days' raw blobs joined into bundles (collector/bundle.py)
     measured: Measured = MEASURED
     assumed: Assumed = ASSUMED
     prices: Prices = PRICES
@@ -178,6 +180,14 @@ def _functions(s: Scenario, upper_bound: bool = False) -> float:
             + max(0.0, executions - p.free_executions) / 1e6 * p.function_per_million)
 
 
+def _bundles_per_day(s: Scenario) -> float:
+    """Bundles a day (collector/bundle.py): per content type at least one, one per MAX_BUNDLE_BYTES."""
+    from .bundle import MAX_BUNDLE_BYTES
+
+    per_type = s.records_per_day * s.measured.archive_bytes_per_record / CONTENT_TYPES_PER_DAY
+    return CONTENT_TYPES_PER_DAY * max(1, math.ceil(per_type / MAX_BUNDLE_BYTES))
+
+
 def month_costs(s: Scenario, month: int) -> dict[str, float]:
     """$ of each line in month `month` (1-based) of the deployment."""
     m, a, p = s.measured, s.assumed, s.prices
@@ -188,9 +198,13 @@ def month_costs(s: Scenario, month: int) -> dict[str, float]:
     hot = per_day * _held(t, 0.0, min(s.days_hot, s.retention_days)) * m.index_bytes_per_record / 1e9 * p.table_gb_month
     table_ops = records / 1000 * m.index_transactions_per_1000 + blobs * a.ledger_operations_per_blob
     blob_ops = blobs * p.blob_write_per_10k[HOT] + blobs * p.blob_read_per_10k_hot  # upload; compaction reads it once
+    tiered = blobs  # the blobs lifecycle moves between tiers
+    if s.bundles:  # the bundle pass reads each original once (Hot), writes a few bundles, deletes (free)
+        tiered = _bundles_per_day(s) * DAYS_PER_MONTH
+        blob_ops += blobs * p.blob_read_per_10k_hot + tiered * p.blob_write_per_10k[HOT]
     for tier, age in ARCHIVE_TIERS[1:]:
         if t > age and age < s.retention_days:
-            blob_ops += blobs * p.blob_write_per_10k[tier]  # lifecycle: set tier is billed as a write
+            blob_ops += tiered * p.blob_write_per_10k[tier]  # lifecycle: set tier is billed as a write
     return {
         "hot index storage": hot,
         "cold tier storage": _tiered(s, t, m.cold_bytes_per_record, COLD_TIERS),

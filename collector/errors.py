@@ -15,6 +15,7 @@
     ├── MessageFormatError          a queue message that is not a content reference (poison at once)
     ├── IndexFormatError            an index entity this version cannot read (another layout version)
     ├── ColdFormatError             a cold-tier manifest or file this version cannot read
+    ├── BundleFormatError           a raw archive bundle index this version cannot read
     ├── CompactionError             a compacted day does not match the hot index (nothing is committed)
     └── QueryError                  bad input to the query API (HTTP 400); .parameter names the culprit
         └── NotFoundError           no such record (HTTP 404)
@@ -48,6 +49,10 @@ class StorageSettingsError(ConfigError):
     """The storage account named by the settings refused them or could not be reached (bootstrap.py
     `storage_settings_error`). At start-up that is a configuration error; in a running
     `collect --interval` it may be an outage, so the loop reports it and tries again."""
+
+
+class BundleFormatError(CollectorError):
+    """A raw archive bundle index (`_bundle.json`, collector/bundle.py) this version cannot read."""
 
 
 class AuthError(CollectorError):

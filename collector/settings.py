@@ -164,6 +164,7 @@ class Settings:
     storage_endpoint_suffix: str = "core.windows.net"  # AUDIT_STORAGE_ENDPOINT_SUFFIX
     managed_identity_client_id: str = ""  # AZURE_CLIENT_ID: user-assigned identity for storage
     archive_container: str = "audit-archive"  # AUDIT_ARCHIVE_CONTAINER
+    archive_bundles: bool = True  # ARCHIVE_BUNDLES: join closed days' raw blobs into bundles (docs/archive-bundles.md)
     cold_container: str = "audit-cold"  # AUDIT_COLD_CONTAINER: the cold tier's Parquet files (docs/cold-tier.md)
     queue_name: str = "audit-content"  # AUDIT_QUEUE_NAME (poison queue: <name>-poison)
     table_prefix: str = "audit"  # AUDIT_TABLE_PREFIX: index/state table names start with it
@@ -400,6 +401,7 @@ class _Reader:
             storage_endpoint_suffix=self.get("AUDIT_STORAGE_ENDPOINT_SUFFIX", "core.windows.net"),
             managed_identity_client_id=self.get("AZURE_CLIENT_ID"),
             archive_container=container,
+            archive_bundles=self.boolean("ARCHIVE_BUNDLES", True),
             cold_container=cold_container,
             queue_name=queue,
             table_prefix=prefix,
@@ -551,7 +553,7 @@ ENVIRONMENT_VARIABLES = (
     "AUDIT_MAX_DEQUEUE_COUNT", "AUDIT_STORAGE_CONNECTION_STRING", "AUDIT_STORAGE_ACCOUNT_NAME",
     "AUDIT_STORAGE_ENDPOINT_SUFFIX", "AZURE_CLIENT_ID", "AUDIT_ARCHIVE_CONTAINER", "AUDIT_QUEUE_NAME",
     "AUDIT_TABLE_PREFIX", "AUDIT_COLD_CONTAINER", "QUERY_MAX_RANGE_DAYS", "QUERY_MAX_EXPORT_ROWS",
-    "M365_ALLOW_CUSTOM_HOSTS", "HEALTH_LAG_MINUTES", "HEALTH_MAX_WAIT_MINUTES", "HEALTH_MAX_LAG_HOURS",
+    "M365_ALLOW_CUSTOM_HOSTS", "ARCHIVE_BUNDLES", "HEALTH_LAG_MINUTES", "HEALTH_MAX_WAIT_MINUTES", "HEALTH_MAX_LAG_HOURS",
     "RETENTION_PRESET", "HOT_INDEX_RETENTION_DAYS", "COLD_RETENTION_DAYS", "ARCHIVE_RETENTION_DAYS",
     "ARCHIVE_IMMUTABILITY_DAYS",
     "ALERTS_ENABLED", "ALERT_RULES_JSON", "ALERT_RULES_BLOB", "AUDIT_ALERT_QUEUE", "ALERT_WEBHOOK_URL",

@@ -100,9 +100,9 @@ param tablePrefix string = 'audit'
 ])
 param dataStorageSku string = 'Standard_LRS'
 
-@description('Optional. Days after upload before an archive blob moves to Cool (0 = stay in Hot). Cool bills at least 30 days.')
+@description('Optional. Days after upload before an archive blob moves to Cool (0 = stay in Hot). Cool bills at least 30 days. 10: the app bundles a day\'s content blobs 9 days after it (docs/archive-bundles.md) while they are still Hot, so the originals it deletes never pay Cool\'s tier change nor its early deletion.')
 @minValue(0)
-param archiveDaysToCool int = 7
+param archiveDaysToCool int = 10
 
 @description('Optional. Days after upload before an archive blob moves to Cold (0 = skip Cold). Cold bills at least 90 days.')
 @minValue(0)

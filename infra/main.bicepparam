@@ -30,7 +30,7 @@ param retentionPreset = 'default'
 
 // Tiers of the raw archive: Hot -> Cool -> Cold -> Archive; a tier the blob would leave before its
 // minimum billed duration is skipped (a 12-month retention stops at Cold).
-param archiveDaysToCool = 7
+param archiveDaysToCool = 10
 param archiveDaysToCold = 90
 param archiveDaysToArchive = 365
 

@@ -40,7 +40,7 @@ param skuName string = 'Standard_LRS'
 
 @description('Optional. Days after upload before an archive blob moves to Cool; 0 keeps it in Hot.')
 @minValue(0)
-param daysToCool int = 7
+param daysToCool int = 10
 
 @description('Optional. Days after upload before an archive blob moves to Cold; 0 skips Cold.')
 @minValue(0)

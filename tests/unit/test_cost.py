@@ -19,18 +19,25 @@ def test_steady_month_of_a_10000_seat_tenant_worked_by_hand() -> None:
     assert e.steady["hot index storage"] == pytest.approx(gb * 31 * 1315 * 0.045, rel=1e-9)  # $3.67
     # 7 years = 2,556.75 days: 30 in Cool, the rest in Cold
     assert e.steady["cold tier storage"] == pytest.approx(gb * 230.9 * (30 * 0.0152 + 2526.75 * 0.0036), rel=1e-9)
-    # Hot 7 d, Cool 83 d, Cold 275 d, Archive 2,191.75 d
+    # Hot 10 d, Cool 80 d, Cold 275 d, Archive 2,191.75 d
     assert e.steady["raw archive storage"] == pytest.approx(
-        gb * 194 * (7 * 0.0208 + 83 * 0.0152 + 275 * 0.0036 + 2191.75 * 0.00099), rel=1e-9)  # $1.77
+        gb * 194 * (10 * 0.0208 + 80 * 0.0152 + 275 * 0.0036 + 2191.75 * 0.00099), rel=1e-9)  # $1.78
     table = (PER_DAY * 30.44 / 1000 * (19_923 / 212_794 * 1000) + BLOBS * 3) / 1e4 * 0.00036
-    blob = BLOBS * (0.05 + 0.004 + 0.10 + 0.18 + 0.10) / 1e4  # write, compaction's read, three set-tiers
-    assert e.steady["transactions"] == pytest.approx(table + blob, rel=1e-9)  # $10.79
+    # Bundles (the default): each original is written, read by compaction and by the bundle pass;
+    # 5 bundles a day (77.6 MB per content type, under 128 MiB) are written and take three set-tiers.
+    bundles = 5 * 30.44
+    blob = BLOBS * (0.05 + 0.004 + 0.004) / 1e4 + bundles * (0.05 + 0.10 + 0.18 + 0.10) / 1e4
+    assert e.steady["transactions"] == pytest.approx(table + blob, rel=1e-9)  # $1.65
+    unbundled = estimate(Scenario(users=10_000, hot_days=31, years=7, bundles=False))
+    assert unbundled.steady["transactions"] == pytest.approx(
+        table + BLOBS * (0.05 + 0.004 + 0.10 + 0.18 + 0.10) / 1e4, rel=1e-9)  # $10.79: every content blob tiered
     # per 5-minute run: 5 s listing + ceil(27.7 blobs / 16) × 2 s; the compaction at 8,254 records/s
     seconds = 8766 * (5 + 2 * 2) + PER_DAY * 30.44 / 8254
     executions = 8766 + BLOBS + 30.44
     assert e.steady["Functions"] == pytest.approx(
         (seconds * 2 - 100_000) * 0.000026 + (executions - 250_000) / 1e6 * 0.40, rel=1e-9)  # $1.89
-    assert e.steady_total == pytest.approx(22.52, abs=0.01)  # the goal: at most $25 a month
+    assert e.steady_total == pytest.approx(13.39, abs=0.01)  # the goal: at most $25 a month
+    assert unbundled.steady_total == pytest.approx(22.53, abs=0.01)
     # Sentinel: 1,406 B × 0.75 billed = 2.109 GB a day; 90 days free, interactive to 730, long-term to 2,556.75
     billed = gb * 1406 * 0.75
     assert e.sentinel_steady == pytest.approx(billed * (30.44 * 4.30 + 640 * 0.10 + 1826.75 * 0.02), rel=1e-9)
@@ -48,7 +55,7 @@ def test_totals_add_the_months_as_the_stores_fill() -> None:
 
 
 def test_cost_scales_with_seats_and_hot_days() -> None:
-    small, large = estimate(Scenario(users=1_000)), estimate(Scenario(users=100_000))
+    small, large = estimate(Scenario(users=1_000, hot_days=31)), estimate(Scenario(users=100_000, hot_days=31))
     assert large.steady["hot index storage"] == pytest.approx(100 * small.steady["hot index storage"])
     assert estimate(Scenario(users=1_000, hot_days=62)).steady["hot index storage"] == pytest.approx(
         2 * small.steady["hot index storage"])
@@ -60,10 +67,10 @@ def test_cli_prints_the_table_with_its_sources(capsys: pytest.CaptureFixture[str
     assert cli.main(["cost", "--users", "10000"]) == 0
     out = capsys.readouterr().out
     lines = {line.split("  ")[0].strip(): line.split() for line in out.splitlines() if "  " in line}
-    assert lines["hot index storage"][-2:] == ["$3.67", "$308.12"]
-    assert lines["AuditKeep all-in"][-2:] == ["$22.52", "$1,637"]
+    assert lines["hot index storage"][-2:] == ["$10.65", "$884.23"]  # the default 90 hot days
+    assert lines["AuditKeep all-in"][-2:] == ["$20.38", "$1,482"]
     assert lines["Sentinel (PAYG, all billed)"][-2:] == ["$488.08", "$35,127"]
-    assert "10,000 seats, hot index 31 days, retention 7 years" in out
+    assert "10,000 seats, hot index 90 days, retention 7 years" in out
     assert "measured (2026-12-02)" in out and "cost-anchors.md" in out
 
     assert cli.main(["cost", "--users", "10000", "--hot-days", "365", "--years", "1"]) == 0
