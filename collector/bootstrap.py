@@ -180,13 +180,15 @@ class Services:
     @cached_property
     def health(self) -> HealthReporter:
         from .health import HealthReporter, Thresholds
+        from .retention import oldest_days
 
         s = self.settings
         thresholds = Thresholds(lag=timedelta(minutes=s.health_lag_minutes),
                                 max_wait=timedelta(minutes=s.health_max_wait_minutes),
                                 max_lag=timedelta(hours=s.health_max_lag_hours))
         return HealthReporter(content_types=s.content_types, state=self.state, ledger=self.ledger,
-                              queue=self.queue, clock=self.clock, thresholds=thresholds)
+                              queue=self.queue, clock=self.clock, thresholds=thresholds,
+                              oldest_days=lambda: oldest_days(*self.tiers))
 
     @cached_property
     def cold_store(self) -> ColdBlobStore:

@@ -7,16 +7,21 @@ can be computed from any store that answers these questions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
+
+from azure.core.exceptions import AzureError
 
 from .ledger import LedgerSummary, WaitingContent
 from .state import TypeState
 from .timeutil import Clock, format_iso
 
 INDEXED_SPAN = timedelta(hours=24)  # recordsIndexedLast24h
+OLDEST_DAYS_CACHE = timedelta(minutes=15)
+log = logging.getLogger(__name__)
 # Worst last: ok; lagging (the checkpoint trails, or never collected); degraded (failed content
 # heals by itself, poison messages wait for a look); error (the last listing run failed);
 # failing (content waits longer than HEALTH_MAX_WAIT_MINUTES, i.e. the queue does not drain, or
@@ -67,13 +72,18 @@ class HealthReporter:
     overall: the worst content type's status, the queues, and the oldest waiting item of all."""
 
     def __init__(self, *, content_types: Sequence[str], state: StateSource, ledger: LedgerSource,
-                 queue: QueueSource, clock: Clock, thresholds: Thresholds = Thresholds()) -> None:
+                 queue: QueueSource, clock: Clock, thresholds: Thresholds = Thresholds(),
+                 oldest_days: Callable[[], Mapping[str, str | None]] | None = None) -> None:
         self.content_types = tuple(content_types)
         self.state = state
         self.ledger = ledger
         self.queue = queue
         self.clock = clock
         self.thresholds = thresholds
+        # The oldest day each tier holds (retention.oldest_days: a few listings per year of data),
+        # cached: monitors poll health every few minutes and the answer changes once a day.
+        self.oldest_days = oldest_days
+        self._oldest: tuple[datetime, Mapping[str, str | None]] | None = None
 
     def report(self) -> dict[str, Any]:
         now = self.clock.now()
@@ -109,11 +119,24 @@ class HealthReporter:
             "thresholds": {"lagMinutes": _minutes(self.thresholds.lag),
                            "maxWaitMinutes": _minutes(self.thresholds.max_wait),
                            "maxLagHours": self.thresholds.max_lag.total_seconds() / 3600},
+            "oldestDay": self._oldest_days(now),
             "poisonQueue": {"name": self.queue.poison_name, "approximateMessages": poison_total},
             "workQueue": {"name": self.queue.name, "approximateMessages": self.queue.depth()},
             "contentTypes": types,
             "notes": NOTES,
         }
+
+
+    def _oldest_days(self, now: datetime) -> Mapping[str, str | None] | None:
+        if self.oldest_days is None:
+            return None
+        if self._oldest is None or now - self._oldest[0] > OLDEST_DAYS_CACHE or now < self._oldest[0]:
+            try:
+                self._oldest = (now, dict(self.oldest_days()))
+            except AzureError as exc:  # the rest of health still answers; the next call asks again
+                log.warning("health.oldest_days_failed %s", exc.__class__.__name__, extra={"error": str(exc)[:300]})
+                return {"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+        return self._oldest[1]
 
 
 def _minutes(value: timedelta) -> float:

@@ -203,6 +203,8 @@ def document(server_url: str | None = None) -> dict[str, object]:
                         "status": {"type": "string", "enum": list(STATUSES)},
                         "reasons": {"type": "array", "items": {"type": "string"}},
                         "oldestWaiting": {"type": "object", "nullable": True},
+                        "oldestDay": {"type": "object", "nullable": True,
+                                      "description": "The oldest day (YYYY-MM-DD) each tier holds: hot, cold, archive."},
                         "contentTypes": {"type": "array", "items": {
                             "type": "object", "required": ["contentType", "status"], "additionalProperties": True,
                             "properties": {"contentType": {"type": "string"},

@@ -27,9 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def _folders(container: ContainerClient, prefix: str) -> list[str]:
-    """The `name/` folders directly under `prefix` (names without the prefix and slash), sorted."""
-    found = [item.name[len(prefix):].rstrip("/") for item in container.walk_blobs(name_starts_with=prefix, delimiter="/")
-             if isinstance(item, BlobPrefix)]
+    """The `name/` folders directly under `prefix` (names without the prefix and slash), sorted;
+    none while the container does not exist yet (the cold container before the first compaction)."""
+    try:
+        found = [item.name[len(prefix):].rstrip("/") for item in container.walk_blobs(name_starts_with=prefix, delimiter="/")
+                 if isinstance(item, BlobPrefix)]
+    except ResourceNotFoundError:
+        return []
     return sorted(found)
 
 

@@ -140,3 +140,27 @@ def test_index_and_ledger_writes_recreate_tables_that_prune_index_dropped(world:
     assert result.outcomes == {"indexed": 2} and result.poisoned == 0 and result.failed_attempts == 0
     assert ids(worker) == [record(1, START)["Id"], record(2, START)["Id"]]
     assert [worker.ledger.status(ref_of(blob)) for blob in (first, second)] == [LedgerStatus.DONE] * 2
+
+
+def test_health_turns_failing_when_queued_content_waits_and_shows_each_tiers_oldest_day(world: World):
+    """The queue does not drain (nobody processes it): past HEALTH_MAX_WAIT_MINUTES health is
+    failing and names the oldest waiting blob; once drained it is ok again. oldestDay per tier."""
+    blob = world.sim.add_blob("Audit.SharePoint", START - timedelta(minutes=30), [record(1, START - timedelta(days=1, hours=2))])
+    services = world.services(M365_CONTENT_TYPES="Audit.SharePoint", HEALTH_MAX_WAIT_MINUTES="20")
+    services.listing.run()
+    assert services.health.report()["status"] == "ok"
+
+    world.clock.advance(timedelta(minutes=21))
+    waiting = services.health.report()
+    assert waiting["status"] == "failing"
+    assert waiting["oldestWaiting"]["contentId"] == blob.content_id and waiting["oldestWaiting"]["waitSeconds"] == 21 * 60
+    assert waiting["reasons"] == [f"Audit.SharePoint: content {blob.content_id} has waited 21 min (over 20 min): "
+                                  "the queue is not draining"]
+
+    assert drain(services.queue, services.processor, workers=1).outcomes == {"indexed": 1}
+    world.clock.advance(timedelta(minutes=16))  # past the 15-minute cache of oldestDay
+    services.listing.run()  # the next timer run: the checkpoint keeps up again
+    drained = services.health.report()
+    assert (drained["status"], drained["oldestWaiting"]) == ("ok", None)
+    day = (START - timedelta(days=1)).date().isoformat()
+    assert drained["oldestDay"] == {"hot": day, "cold": None, "archive": (START - timedelta(minutes=30)).date().isoformat()}

@@ -149,3 +149,33 @@ def test_a_type_no_longer_configured_is_listed_after_the_others_but_does_not_cou
 
     assert [t["contentType"] for t in document["contentTypes"]] == [SP, EX, "Audit.General"]  # type: ignore[attr-defined]
     assert document["status"] == "ok"
+
+
+def test_the_oldest_day_of_each_tier_is_shown_and_asked_at_most_every_15_minutes():
+    asked: list[int] = []
+
+    def oldest() -> dict[str, str | None]:
+        asked.append(1)
+        return {"hot": "2026-08-22", "cold": "2019-11-21", "archive": None}
+
+    clock = FixedClock(NOW)
+    reporter = HealthReporter(content_types=(SP,), state=States(healthy(SP)), ledger=Summaries(), queue=Queue(),
+                              clock=clock, oldest_days=oldest)
+    assert reporter.report()["oldestDay"] == {"hot": "2026-08-22", "cold": "2019-11-21", "archive": None}
+    clock.value = NOW + timedelta(minutes=14)
+    reporter.report()
+    clock.value = NOW + timedelta(minutes=16)
+    reporter.report()
+    assert len(asked) == 2
+    assert report(healthy(SP))["oldestDay"] is None  # a reporter without tiers says so
+
+
+def test_a_tier_listing_failure_does_not_take_health_down():
+    from azure.core.exceptions import ServiceRequestError
+
+    def broken() -> dict[str, str | None]:
+        raise ServiceRequestError("connection refused")
+
+    document = HealthReporter(content_types=(SP,), state=States(healthy(SP)), ledger=Summaries(), queue=Queue(),
+                              clock=FixedClock(NOW), oldest_days=broken).report()
+    assert document["status"] == "ok" and document["oldestDay"] == {"error": "ServiceRequestError: connection refused"}
