@@ -125,7 +125,7 @@ def test_paging_reaches_the_last_page(served: str, page: Page):
 def test_a_row_opens_the_raw_record_with_a_copy_button(served: str, page: Page, everything: list[dict[str, Any]]):
     open_page(page, served)
     record = everything[3]
-    page.locator(f"#results tbody tr:nth-child(4) td:nth-child(3)").click()  # anywhere on the row
+    page.locator("#results tbody tr:nth-child(4) td:nth-child(3)").click()  # anywhere on the row
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
     expect(dialog.get_by_role("heading")).to_have_text(f"Record {record['id']}")
