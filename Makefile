@@ -38,7 +38,11 @@ install: $(VENV)/.installed node_modules/.installed
 run: install
 	$(PY) -m devtools.run --port $(PORT)
 
-test: install $(CHECKOV_VENV)/.installed typecheck
+# Debian's chromium for the browser tests (tests/ui/): Playwright drives it by path and downloads no browser.
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: install /usr/bin/chromium $(CHECKOV_VENV)/.installed typecheck
 	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q
 
 test-fast: install
