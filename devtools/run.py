@@ -34,7 +34,7 @@ def start_simulator(state_dir: Path, days: int, records_per_hour: int) -> tuple[
     return simulator_process.start_simulator(state_dir, [
         "--days", str(days), "--records-per-hour", str(records_per_hour), "--live",
         # hourly blobs: realistic sizes, and a first backfill of minutes rather than hours on Azurite
-        "--realism", "blob_interval_minutes=60"])
+        "--realism", "blob_interval_minutes=60", "--stories"])
 
 
 def collector_loop(services, interval: float, first_done: threading.Event) -> None:  # type: ignore[no-untyped-def]

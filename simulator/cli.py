@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--seed", type=int, default=1)
     data.add_argument("--content-types", default=",".join(CONTENT_TYPES))
     data.add_argument("--live", action="store_true", help="keep adding fresh blobs with recent events")
+    data.add_argument("--stories", action="store_true",
+                      help="also publish every attack story of simulator/stories.py in the last hours (alerts)")
     data.add_argument("--live-interval", type=float, default=5.0, help="seconds between live additions")
     data.add_argument("--realism", action="append", default=[], metavar="NAME=VALUE",
                       help="synthetic-tenant knob, e.g. duplicate_across_blobs_rate=0.05 (repeatable)")
@@ -148,6 +150,11 @@ def start_background(args: Sequence[str] | argparse.Namespace | None = None) -> 
         stats = sim.generate(now - timedelta(days=args.days), now, records_per_hour=args.records_per_hour,
                              content_types=content_types, seed=args.seed, users=args.users, **realism)
         log.info("generated %d records in %d blobs over %g days (%.1f s)", stats.records, stats.blobs, args.days, stats.seconds)
+    if args.stories:
+        from . import stories
+
+        published = stories.publish_all(sim, sim.now() - timedelta(hours=30))  # 25 stories, 65 min apart
+        log.info("published %d attack stories (simulator/stories.py)", len(published))
 
     server = SimulatorServer(sim, args.host, args.port, args.state_dir).start()
     env = server.env()

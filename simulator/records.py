@@ -86,11 +86,11 @@ ADMIN_CMDLETS = (
     ("Add-MailboxPermission", ("Identity", "User", "AccessRights", "InheritanceType")),
     ("New-InboxRule", ("Mailbox", "Name", "MoveToFolder", "From")),
     ("Set-TransportRule", ("Identity", "Priority", "SetSCL")),
-    ("New-ManagementRoleAssignment", ("Role", "User")),
+    ("Set-CASMailbox", ("Identity", "OWAEnabled")),  # role grants are attack stories (simulator/stories.py)
     ("Set-OrganizationConfig", ("AuditDisabled",)),
 )
 DIRECTORY_OPERATIONS = ("Add user.", "Update user.", "Add member to group.", "Reset user password.", "Update application.",
-                        "Add service principal.", "Consent to application.", "Delete user.")
+                        "Add service principal.", "Update group.", "Delete user.")  # consent: simulator/stories.py
 SYSTEM_USER_SHAREPOINT = "SHAREPOINT\\system"
 SYSTEM_USER_EXCHANGE = "NT AUTHORITY\\SYSTEM (Microsoft.Exchange.ServiceHost)"
 
@@ -344,10 +344,10 @@ def exchange_admin(p: Population, u: User, when: str, rid: str) -> Record:
     system = rng.random() < p.quirks.system_user_rate * 4
     actor = rng.choice(p.admins)
     target = p.pick_user()
-    values = {"Identity": target.upn, "Mailbox": target.upn, "User": actor.upn, "ForwardingSmtpAddress": f"smtp:{target.upn.split('@')[0]}@fabrikam.com",
-              "DeliverToMailboxAndForward": "True", "AccessRights": "FullAccess", "InheritanceType": "All", "Name": "Move newsletters",
+    values = {"Identity": target.upn, "Mailbox": target.upn, "User": actor.upn, "ForwardingSmtpAddress": f"smtp:{target.display.replace(' ', '.').lower()}@{p.mail_domain}",
+              "DeliverToMailboxAndForward": "True", "AccessRights": "ReadPermission", "InheritanceType": "All", "Name": "Move newsletters",
               "MoveToFolder": "Archive", "From": "news@adatum.com", "Priority": "0", "SetSCL": "-1", "Role": "Mail Recipients",
-              "AuditDisabled": "False"}
+              "AuditDisabled": "False", "OWAEnabled": "True"}
     parameters: Any = [{"Name": name, "Value": values[name]} for name in names]
     if rng.random() < p.quirks.string_parameters_rate:
         parameters = " ".join(f"-{name} \"{values[name]}\"" for name in names)

@@ -156,7 +156,8 @@ class AlertEngine:
         return self.stats
 
     def _observe(self, records: Sequence[Mapping[str, Any]], items: Sequence[IndexItem], ref: ContentRef) -> None:
-        windows: dict[tuple[Rule, tuple[str, ...], datetime], dict[str, tuple[WindowRow, Event]]] = {}
+        windows: dict[tuple[str, tuple[str, ...], datetime], dict[str, tuple[WindowRow, Event]]] = {}
+        named = {rule.name: rule for rule in self.rules}
         by_operation, generic = self._by_operation, self._any_operation
         self.stats.records += len(items)
         for item in items:
@@ -179,14 +180,15 @@ class AlertEngine:
                         assert rule.window is not None
                         key = rule.key_of(event)
                         start, _ = bucket(item.when, rule.window)
-                        rows = windows.setdefault((rule, key, start), {})
+                        rows = windows.setdefault((rule.name, key, start), {})
                         record = self._record_key(event)
                         rows[record] = (WindowRow(record, self._row_values(rule, event)), event)
                 except Exception:  # noqa: BLE001 - one rule's failure spares the others
                     self.stats.errors += 1
                     log.exception("alerts.rule_failed %s on %s", rule.name, item.entry.id,
                                   extra={"rule": rule.name, "contentType": ref.content_type, "contentId": ref.content_id})
-        for (rule, key, start), rows in windows.items():
+        for (name, key, start), rows in windows.items():
+            rule = named[name]
             try:
                 self._window(rule, key, start, rows)
             except Exception:  # noqa: BLE001
