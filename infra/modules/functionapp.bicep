@@ -183,6 +183,8 @@ var collectorSettings = {
   AUDIT_COLD_CONTAINER: coldContainerName
   AUDIT_QUEUE_NAME: queueName
   AUDIT_REINDEX_QUEUE: 'audit-reindex' // the reindex queue trigger's %AUDIT_REINDEX_QUEUE% (storage-data.bicep creates it)
+  AUDIT_ALERT_QUEUE: 'audit-alerts' // deliver_alert's %AUDIT_ALERT_QUEUE% (storage-data.bicep creates it; docs/alerts.md)
+  ALERTS_ENABLED: 'true'
   AUDIT_TABLE_PREFIX: tablePrefix
   QUERY_MAX_RANGE_DAYS: string(queryMaxRangeDays)
   QUERY_MAX_EXPORT_ROWS: string(queryMaxExportRows)

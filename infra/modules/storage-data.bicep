@@ -186,6 +186,17 @@ resource reindexPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/que
   name: 'audit-reindex-poison'
 }
 
+// Alert deliveries (collector/alerts; AUDIT_ALERT_QUEUE in functionapp.bicep) and their poison queue.
+resource alertQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'audit-alerts'
+}
+
+resource alertPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'audit-alerts-poison'
+}
+
 // Lifecycle management on the archive prefix only (tables and queues are not blobs).
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = if (lifecycleEnabled) {
   parent: account
