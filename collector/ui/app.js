@@ -69,7 +69,8 @@
       openKey();
       return key()
         ? `The function key was refused (HTTP ${response.status}): check it, enter it again under Function key and search again.`
-        : `This API needs a function key (HTTP ${response.status}): enter it under Function key; it is kept for this browser tab only.`;
+        : `This API needs a function key (HTTP ${response.status}): enter it under Function key; it is kept for this browser tab only. ` +
+          "Signed in with Entra ID? Reload the page to sign in again.";
     }
     let body = null;
     try {

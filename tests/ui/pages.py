@@ -27,7 +27,7 @@ def shown_ids(page: Page) -> list[str]:
 
 def load_all(page: Page, limit: int = 50) -> int:
     """Press Load more until it is gone; returns how many times it was pressed."""
-    more = page.get_by_role("button", name="Load more")
+    more = page.get_by_role("button", name="Load more", exact=True)
     for pressed in range(limit):
         if not more.is_visible():
             return pressed

@@ -28,8 +28,8 @@ NO_SAVE_PICKER = "Object.defineProperty(window, 'showSaveFilePicker', { value: u
 
 
 def enter_key(page: Page, key: str) -> None:
-    page.get_by_label("Function key").fill(key)
-    searched(page, page.get_by_role("button", name="Use key").click)
+    page.get_by_label("Function key", exact=True).fill(key)
+    searched(page, page.get_by_role("button", name="Use key", exact=True).click)
 
 
 def test_missing_then_wrong_then_right_key(keyed: tuple[str, KeyedApi], page: Page):
@@ -37,8 +37,9 @@ def test_missing_then_wrong_then_right_key(keyed: tuple[str, KeyedApi], page: Pa
     open_page(page, base)  # the page itself needs no key
     alert = page.get_by_role("alert")
     expect(alert).to_have_text("This API needs a function key (HTTP 401): enter it under Function key; "
-                               "it is kept for this browser tab only.")
-    expect(page.get_by_label("Function key")).to_be_focused()
+                               "it is kept for this browser tab only. Signed in with Entra ID? Reload the page to "
+                               "sign in again.")
+    expect(page.get_by_label("Function key", exact=True)).to_be_focused()
     expect(page.locator("#health-summary")).to_contain_text("Data freshness unknown: This API needs a function key")
     screenshot(page, "key")
 
@@ -52,7 +53,7 @@ def test_missing_then_wrong_then_right_key(keyed: tuple[str, KeyedApi], page: Pa
     expect(alert).to_be_hidden()
     assert shown_ids(page) == [r["id"] for r in api_records(base, {}, FUNCTION_KEY)[:100]]
     expect(page.locator("#health-summary")).to_contain_text("Collector ok")
-    expect(page.get_by_label("Function key")).to_have_value("")  # not left on screen
+    expect(page.get_by_label("Function key", exact=True)).to_have_value("")  # not left on screen
     # Kept for this tab, sent in the header on every data call, never in a URL.
     assert page.evaluate("sessionStorage.getItem('auditkeep.functionKey')") == FUNCTION_KEY
     data_calls = [entry for entry in api.seen if not entry[0].startswith("ui")]
@@ -73,9 +74,9 @@ def test_missing_then_wrong_then_right_key(keyed: tuple[str, KeyedApi], page: Pa
     open_page(other, base)
     expect(other.get_by_role("alert")).to_contain_text("This API needs a function key")
     other.close()
-    page.get_by_role("button", name="Forget key").click()
+    page.get_by_role("button", name="Forget key", exact=True).click()
     assert page.evaluate("sessionStorage.getItem('auditkeep.functionKey')") is None
-    searched(page, page.get_by_role("button", name="Search").click)
+    searched(page, page.get_by_role("button", name="Search", exact=True).click)
     expect(alert).to_contain_text("This API needs a function key")
 
 
@@ -92,7 +93,7 @@ def test_export_with_a_key_streams_to_the_chosen_file(keyed: tuple[str, KeyedApi
     open_page(page, base, "?result=Succeeded")
     enter_key(page, FUNCTION_KEY)
     api.seen.clear()
-    page.get_by_role("button", name="Export CSV").click()
+    page.get_by_role("button", name="Export CSV", exact=True).click()
     expect(page.locator("#status")).to_contain_text("Export finished")
     assert page.evaluate("window.savedClosed") is True
     (route, names, header), = api.seen  # one request: the export, with the key in its header
@@ -110,7 +111,7 @@ def test_export_with_a_key_where_there_is_no_save_dialog(keyed: tuple[str, Keyed
     enter_key(page, FUNCTION_KEY)
     api.seen.clear()
     with page.expect_download() as download:
-        page.get_by_role("button", name="Export CSV").click()
+        page.get_by_role("button", name="Export CSV", exact=True).click()
     assert download.value.suggested_filename == "audit.csv"
     assert download.value.url.startswith("blob:")  # built by the page: the key never went into a download URL
     assert [(route, header) for route, _, header in api.seen] == [("audit", FUNCTION_KEY)]
@@ -124,7 +125,7 @@ def test_export_without_the_key_says_so(keyed: tuple[str, KeyedApi], page: Page)
     open_page(page, base)
     enter_key(page, FUNCTION_KEY)
     page.evaluate("sessionStorage.setItem('auditkeep.functionKey', 'revoked-meanwhile')")
-    page.get_by_role("button", name="Export CSV").click()
+    page.get_by_role("button", name="Export CSV", exact=True).click()
     expect(page.get_by_role("alert")).to_have_text("The function key was refused (HTTP 401): check it, enter it again "
                                                    "under Function key and search again.")
     assert page.evaluate("window.savedChunks") == []

@@ -4,6 +4,7 @@ and that the assets ship with the app (package data, not excluded by .funcignore
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import fnmatch
 import json
 import re
@@ -94,6 +95,9 @@ def call_page(asset: str) -> fastapi.Response:
     scope = {"type": "http", "method": "GET", "scheme": "https", "path": "/api/ui/" + urllib.parse.quote(asset),
              "root_path": "", "query_string": b"", "headers": [(b"host", b"func-auditkeep.azurewebsites.net")],
              "server": ("func-auditkeep.azurewebsites.net", 443), "path_params": {"asset": asset}}
-    response = asyncio.run(functions()["get_search_page"].get_user_function()(fastapi.Request(scope)))  # type: ignore[attr-defined]
+    handler = functions()["get_search_page"].get_user_function()  # type: ignore[attr-defined]
+    # On a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        response = pool.submit(asyncio.run, handler(fastapi.Request(scope))).result()
     assert isinstance(response, fastapi.Response) and not isinstance(response, fastapi.responses.StreamingResponse)
     return response

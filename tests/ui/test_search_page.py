@@ -75,11 +75,11 @@ def test_each_control_changes_the_results_as_the_api_would(served: str, page: Pa
     ]
     open_page(page, served)
     for n, (label, name, value) in enumerate(controls):
-        page.get_by_role("button", name="Clear").click()
+        page.get_by_role("button", name="Clear", exact=True).click()
         field = page.get_by_label(label, exact=True)
         field.fill(value)
         # Enter submits from any field; the Search button too (every other control).
-        searched(page, (lambda f=field: f.press("Enter")) if n % 2 else page.get_by_role("button", name="Search").click)
+        searched(page, (lambda f=field: f.press("Enter")) if n % 2 else page.get_by_role("button", name="Search", exact=True).click)
         load_all(page)
         query = page_query(page)
         assert query[name] == value and set(query) == {name, "start", "end"}, query  # the quick range pinned
@@ -97,7 +97,7 @@ def test_quick_ranges_and_custom_from_to(served: str, page: Page, collected: Any
         end = datetime.fromisoformat(page.get_by_label("To", exact=True).input_value().replace("Z", "+00:00"))
         assert abs((end - start) - span) <= timedelta(minutes=2), (value, start, end)
         assert abs(end - datetime.now(UTC)) <= timedelta(minutes=2)
-    searched(page, page.get_by_role("button", name="Search").click)
+    searched(page, page.get_by_role("button", name="Search", exact=True).click)
     last_hour = page_query(page)
     assert set(last_hour) == {"start", "end"}
     assert shown_ids(page) == [r["id"] for r in api_records(served, last_hour)]
@@ -135,7 +135,7 @@ def test_a_row_opens_the_raw_record_with_a_copy_button(served: str, page: Page, 
     assert json.loads(text) == raw and raw["Id"] == record["id"]
     assert text == json.dumps(raw, indent=2, ensure_ascii=False)  # pretty-printed
     screenshot(page, "detail")
-    dialog.get_by_role("button", name="Copy").click()
+    dialog.get_by_role("button", name="Copy", exact=True).click()
     expect(page.locator("#detail-status")).to_have_text("Copied to the clipboard.")
     assert page.evaluate("navigator.clipboard.readText()") == text
     page.keyboard.press("Escape")
@@ -148,7 +148,7 @@ def test_export_csv_downloads_the_same_records_as_the_api(served: str, page: Pag
     workload = common(everything, "workload")
     open_page(page, served, f"?workload={workload}&top=25")
     with page.expect_download() as download:
-        page.get_by_role("button", name="Export CSV").click()
+        page.get_by_role("button", name="Export CSV", exact=True).click()
     saved = Path(download.value.path()).read_bytes()
     assert download.value.suggested_filename == "audit.csv"
     # No key: a plain link to the API's own export, streamed by the browser to disk; `top` is a page size only.
@@ -163,14 +163,14 @@ def test_a_bad_date_shows_the_api_error(served: str, page: Page):
     open_page(page, served)
     page.get_by_label("From", exact=True).fill("2024-02-30")
     expect(page.get_by_label("Quick range", exact=True)).to_have_value("custom")
-    searched(page, page.get_by_role("button", name="Search").click)
+    searched(page, page.get_by_role("button", name="Search", exact=True).click)
     message = requests.get(f"{served}/api/audit", params={"start": "2024-02-30"}, timeout=30).json()["error"]["message"]
     alert = page.get_by_role("alert")
     expect(alert).to_be_visible()
     expect(alert).to_have_text(f"{message} (InvalidParameter, HTTP 400)")
     assert "2024-02-30" in message
     expect(page.locator("#status")).to_have_text("The search failed.")
-    expect(page.get_by_role("button", name="Export CSV")).to_be_disabled()
+    expect(page.get_by_role("button", name="Export CSV", exact=True)).to_be_disabled()
     assert shown_ids(page) == []
     screenshot(page, "error")
 
@@ -198,7 +198,7 @@ def test_the_url_holds_the_state_and_the_back_button_works(served: str, page: Pa
     expect(page.get_by_label("Activity", exact=True)).to_have_value(operation)
 
     # The copyable link reproduces the query in a fresh page.
-    page.get_by_role("button", name="Copy link").click()
+    page.get_by_role("button", name="Copy link", exact=True).click()
     link = page.evaluate("navigator.clipboard.readText()")
     assert link == page.url
     fresh = page.context.new_page()
