@@ -42,7 +42,7 @@ class Collected:
     records: int
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def collected(azurite: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collected]:
     """Six hours of every content type, collected once per session (a few hundred records)."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -83,7 +83,7 @@ def running(server: QueryApiServer) -> Iterator[QueryApiServer]:
         thread.join(5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served(collected: Collected) -> Iterator[str]:
     """`collector serve` (no keys) over the collected data: its root URL."""
     with running(make_server(collected.services, "127.0.0.1", 0)) as server:
@@ -113,14 +113,14 @@ class KeyedApi(Api):
         return super().handle(method, route, pairs, headers, base_url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def keyed(collected: Collected) -> Iterator[tuple[str, KeyedApi]]:
     api = KeyedApi(collected.services)
     with running(make_server(collected.services, "127.0.0.1", 0, api=api)) as server:
         yield server.url, api
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
