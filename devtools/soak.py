@@ -67,6 +67,9 @@ OVERLAP_MINUTES = 120  # COLLECT_OVERLAP_MINUTES: late deliveries stay inside it
 SUBSCRIBE_RULE = timedelta(minutes=16)  # the collector starts a subscription at most every 15 minutes
 RUN_TIMEOUT = 300.0  # a collector run longer than this is hung: a failure of the soak
 CLEAN_CYCLES_MAX = 12
+# Every cycle re-lists the 120-minute overlap, which holds more blobs as the soak goes on: pages
+# this size still page every cycle without the listing dominating later cycles.
+PAGE_SIZE = 24
 
 
 def say(line: str) -> None:
@@ -245,7 +248,7 @@ class Soak:
         work = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="auditkeep-soak-")))
         storage = azurite.start(in_memory=True, log_path=work / "azurite.log")
         self._stack.callback(storage.stop)
-        self.sim = Simulator(subscribed=self.options.content_types, throttle_limit_per_min=None, page_size=3,
+        self.sim = Simulator(subscribed=self.options.content_types, throttle_limit_per_min=None, page_size=PAGE_SIZE,
                              fault_seed=self.options.seed)
         server = SimulatorServer(self.sim, state_dir=work / "simulator").start()
         self._stack.callback(server.stop)
@@ -429,7 +432,7 @@ class Soak:
 
     def _reset_faults(self) -> None:
         self.sim.clear_injections()
-        self.sim.set(clock_skew=timedelta(0), emit_empty_page_with_next=False, empty_page_rate=0.0, page_size=3,
+        self.sim.set(clock_skew=timedelta(0), emit_empty_page_with_next=False, empty_page_rate=0.0, page_size=PAGE_SIZE,
                      http_503_rate=0.0, af50000_rate=0.0, reset_rate=0.0, cut_body_rate=0.0)
 
     def _operation(self) -> str:
@@ -533,9 +536,9 @@ class Soak:
 
     def _fault_empty_pages(self) -> bool:
         if self.rng.random() < 0.5:
-            self.sim.set(emit_empty_page_with_next=True, page_size=2)
+            self.sim.set(emit_empty_page_with_next=True, page_size=PAGE_SIZE // 3)
         else:
-            self.sim.set(empty_page_rate=0.3, page_size=2)
+            self.sim.set(empty_page_rate=0.3, page_size=PAGE_SIZE // 3)
         return True
 
     # ------------------------------------------------------------ the check
