@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -90,7 +91,11 @@ class Lookup:
 
 
 def _pack(values: list[Any]) -> bytes:
-    return json.dumps([FORMAT, *values], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps([FORMAT, *values], ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (a hostile "\ud800" escape): U+FFFD in the index; the archive keeps it
+        return re.sub(r"[\ud800-\udfff]", "\ufffd", text).encode("utf-8")
 
 
 def _unpack(entity: dict[str, Any], size: int, optional: int = 0) -> list[Any]:

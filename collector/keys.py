@@ -57,10 +57,15 @@ MAX_KEY_ID = 200
 HASHED = "%ZZ"
 
 
+# A lone surrogate (JSON allows "\ud800" escapes, so a hostile record can hold one) cannot be sent
+# in a key: such an id is hashed like an over-long one (the payload keeps the id itself).
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def _bounded(escaped: str) -> str:
-    if len(escaped.encode("utf-16-le")) <= 2 * MAX_KEY_ID:
+    if not _SURROGATE.search(escaped) and len(escaped.encode("utf-16-le")) <= 2 * MAX_KEY_ID:
         return escaped
-    return HASHED + hashlib.sha256(escaped.encode("utf-8")).hexdigest()[:40]
+    return HASHED + hashlib.sha256(escaped.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 def is_hashed(key: str) -> bool:
@@ -95,7 +100,7 @@ def split_order_key(key: str) -> tuple[datetime, str, str | None]:
 
 
 def value_hash(value: str) -> str:
-    return hashlib.sha256(value.casefold().encode("utf-8")).hexdigest()[:HASH_LEN]
+    return hashlib.sha256(value.casefold().encode("utf-8", "surrogatepass")).hexdigest()[:HASH_LEN]
 
 
 def shard(value_digest: str) -> str:

@@ -4,6 +4,7 @@ fatal, a server's Retry-After is honoured, and a table dropped by prune-index co
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from collector.auth import build_token_provider
@@ -164,3 +165,23 @@ def test_health_turns_failing_when_queued_content_waits_and_shows_each_tiers_old
     assert (drained["status"], drained["oldestWaiting"]) == ("ok", None)
     day = (START - timedelta(days=1)).date().isoformat()
     assert drained["oldestDay"] == {"hot": day, "cold": None, "archive": (START - timedelta(minutes=30)).date().isoformat()}
+
+
+def test_lone_surrogate_escapes_in_a_record_do_not_poison_its_blob(world: World):
+    """JSON allows "\\ud800": a hostile record with lone surrogates in its Id, user and object is
+    indexed (keys hashed, U+FFFD in the index payload), its blob-mates too; the archive keeps it."""
+    plain = [record(1, START - timedelta(hours=1)), record(2, START - timedelta(hours=1))]
+    blob = world.sim.add_blob("Audit.SharePoint", START - timedelta(minutes=30), plain)
+    raw = json.dumps(plain, separators=(",", ":"))  # the served body, with \u escapes the simulator cannot make itself
+    for field, odd in (("00000000-0000-4000-8000-000000000001", "\\ud800-odd-id"), ("user1@contoso.com", "u\\udc00@contoso.com"),
+                       ("https://contoso.sharepoint.com/sites/x/doc1.docx", "o\\ud83d")):
+        raw = raw.replace(field, odd, 1)
+    world.sim.inject("content_get", status=200, body=raw.encode(), times=None)
+    services = world.services(M365_CONTENT_TYPES="Audit.SharePoint")
+    services.listing.run()
+    result = drain(services.queue, services.processor, workers=1, retry_delay=0)
+    assert (result.outcomes, result.poisoned) == ({"indexed": 1}, 0)
+    hits = list(services.index.scan(View.TIME, START - timedelta(days=1), START))
+    users = sorted(hit.entry.user for hit in hits)
+    assert users == ["user2@contoso.com", "u\ufffd@contoso.com"]
+    assert services.archive.records(services.archive.name(ref_of(blob)))[0]["Id"] == "\ud800-odd-id"

@@ -180,13 +180,10 @@ def test_openapi_needs_no_storage_settings(monkeypatch):
 
 
 def test_health_returns_the_health_report(dataset, services):
-    from collector.health import HealthReporter
-
     response = call("get_health", "health")
     assert response.status_code == 200
     body = json.loads(response.get_body())
-    expected = HealthReporter(content_types=services.settings.content_types, state=services.state, ledger=services.ledger,
-                              queue=services.queue, clock=services.clock).report()
+    expected = services.health.report()
     assert body == json.loads(json.dumps(expected))  # same clock, same storage: same report
     assert body
 

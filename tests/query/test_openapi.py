@@ -65,7 +65,7 @@ def validate(value: Any, schema: dict[str, Any], where: str = "$") -> None:
 def test_document_is_openapi_3_with_every_route():
     assert DOC["openapi"].startswith("3.0.") and DOC["info"]["title"] and DOC["info"]["version"]
     assert DOC["servers"] == [{"url": BASE}]
-    assert set(DOC["paths"]) == {"/audit", "/audit/{id}", "/health", "/openapi.json"}
+    assert set(DOC["paths"]) == {"/audit", "/audit/{id}", "/alerts", "/health", "/openapi.json"}
     for path, item in DOC["paths"].items():
         assert set(item) == {"get"}, path
         operation = item["get"]
