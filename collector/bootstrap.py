@@ -301,7 +301,6 @@ def storage_settings_error(exc: Exception, settings: Settings, service: str) -> 
     return None
 
 
-
 _lock = threading.Lock()
 _services: Services | None = None
 
