@@ -1,5 +1,6 @@
 """`make bench`: the ingestion benchmark (issue 2), the query benchmark (issue 3), then the cold
-tier's (issue 10: devtools/bench_cold.py, compaction and queries over a year of cold days).
+tier's (issue 10: devtools/bench_cold.py, compaction and queries over a year of cold days), then the
+detection rules' cost on ingest (issue 14: devtools/bench_alerts.py).
 
 Ingestion: a synthetic 7-day backfill of at least 200,000 records goes through the whole pipeline
 (simulator over HTTPS → listing → queue → fetch → archive → index) on a fresh Azurite. In the same
@@ -290,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-query", action="store_true")
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--skip-alerts", action="store_true")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run of every benchmark on tiny data (about a minute); docs/performance.md is left alone")
     args = parser.parse_args(argv)
@@ -319,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
             bench_cold.main(["--records", "3000", "--query-days", "3", "--query-records", "300", "--reps", "2"])
         else:
             bench_cold.main(["--write"])
+    if not args.skip_alerts:  # the detection rules' cost on the processing path (issue 14)
+        from . import bench_alerts
+
+        bench_alerts.main(["--quick"] if args.quick else [])
     return 0
 
 

@@ -57,10 +57,10 @@ class _Memory:
         return None if (rule, key) in self.seen else self.seen.setdefault((rule, key), record)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     start = datetime(2026, 3, 2, tzinfo=UTC)
     hours = 2 if args.quick else 24
     _, specs = generate_blobs(TENANT, start, start + timedelta(hours=hours), 2000 if not args.quick else 500)
