@@ -136,6 +136,7 @@ class AlertEngine:
         # Rules by the operations they can match: a record is tested only against its operation's rules.
         self._by_operation: dict[str, list[Rule]] = {}
         self._any_operation: list[Rule] = []
+        self._generic_for: dict[str, tuple[Rule, ...]] = {}
         for rule in self.rules:
             if rule.operations is None:
                 self._any_operation.append(rule)
@@ -161,11 +162,16 @@ class AlertEngine:
         by_operation, generic = self._by_operation, self._any_operation
         self.stats.records += len(items)
         for item in items:
-            candidates = by_operation.get(item.entry.operation.lower())
-            if not candidates and not generic:
+            operation = item.entry.operation.lower()
+            candidates = by_operation.get(operation)
+            gated = self._generic_for.get(operation)
+            if gated is None:  # which rules without an operation list can match this operation (few distinct)
+                gated = self._generic_for[operation] = tuple(
+                    rule for rule in generic if rule.operation_gate is None or rule.operation_gate(operation))
+            if not candidates and not gated:
                 continue
             event: Event | None = None
-            for rule in (*(candidates or ()), *generic):
+            for rule in (*(candidates or ()), *gated):
                 if event is None:
                     event = Event(item.entry, records[item.position])
                 try:

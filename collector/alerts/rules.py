@@ -141,6 +141,9 @@ class Rule:
     match_spec: Any = None
     predicate: Predicate = field(default=lambda _: False, compare=False, repr=False)
     operations: frozenset[str] | None = None  # the operations it can match (lower case); None: any
+    # For a rule without such a list: whether an operation (lower case) can match at all (its
+    # `operation contains/matches/...` tests), None when any can; the engine caches it per operation.
+    operation_gate: Callable[[str], bool] | None = field(default=None, compare=False, repr=False)
 
     def matches(self, event: Event) -> bool:
         return self.predicate(event)
@@ -277,7 +280,8 @@ def compile_rule(spec: Mapping[str, Any], problems: list[str]) -> Rule | None:
         return None
     return Rule(name=str(name), kind=str(kind), severity=str(severity), description=str(description).strip(),
                 source=str(spec.get("source", "")), number=number, key=tuple(key), window=window, threshold=threshold,
-                check=check, match_spec=spec.get("match"), predicate=predicate, operations=operations)
+                check=check, match_spec=spec.get("match"), predicate=predicate, operations=operations,
+                operation_gate=_operation_gate(spec.get("match")) if operations is None else None)
 
 
 def _never(_: Event) -> bool:
@@ -414,6 +418,46 @@ def _external(values: list[str], inside: str) -> bool:
             if domain and domain != home and not domain.endswith("." + home) and not home.endswith("." + domain):
                 return True
     return False
+
+
+def _operation_gate(spec: Any) -> Callable[[str], bool] | None:
+    """A test of the lower-cased operation alone that is False only when `spec` cannot match a
+    record with that operation; None when the operation alone says nothing (pure, conservative)."""
+    if not isinstance(spec, dict):
+        return None
+    for word in ("all", "any"):
+        if isinstance(spec.get(word), list) and spec[word]:
+            gates = [_operation_gate(part) for part in spec[word]]
+            if word == "all":
+                known = [g for g in gates if g is not None]
+                return (lambda op: all(g(op) for g in known)) if known else None
+            if any(g is None for g in gates):
+                return None
+            return lambda op: any(g(op) for g in gates if g is not None)
+    if str(spec.get("field", "")).lower() != "operation":
+        return None
+    tests = [op for op in spec if op != "field"]
+    if len(tests) != 1:
+        return None
+    test, value = tests[0], spec[tests[0]]
+    if test == "matches" and isinstance(value, str):
+        try:
+            pattern = re.compile(value, re.IGNORECASE)
+        except re.error:
+            return None
+        return lambda op: pattern.search(op) is not None
+    wanted = _texts(value)
+    if wanted is None:
+        return None
+    if test in ("in", "equals"):
+        return lambda op: op in wanted
+    if test == "contains":
+        return lambda op: any(w in op for w in wanted)
+    if test == "startsWith":
+        return lambda op: op.startswith(wanted)
+    if test == "endsWith":
+        return lambda op: op.endswith(wanted)
+    return None
 
 
 def _operations(spec: Any) -> frozenset[str] | None:
