@@ -30,9 +30,11 @@ stops after about three minutes to stay inside the HTTP time limit) or `requests
 at most {EXPORT_REQUESTS:,} storage requests). Exports stream in Azure as locally. CSV is UTF-8 with a BOM, CRLF line ends and RFC 4180 quoting;
 cells starting with `=`, `+`, `-`, `@`, tab or CR get a leading `'` so Excel does not evaluate them.
 
-**Ranges.** Without `user` or `operation`, `end - start` may span at most `QUERY_MAX_RANGE_DAYS`
-days (default 31; longer: 400 `RangeTooLarge`). With `user` or `operation` any range is allowed:
-each page is bounded by the budget above instead. Unknown query parameters are refused (400), so
+**Ranges.** Any range is allowed, in both tiers: each page and export is bounded by the budget
+above, and a page that spends it ends with a `@odata.nextLink` at the position reached (possibly
+with no rows: a rare filter over years takes several pages). An operator may cap ranges without
+`user` or `operation` with `QUERY_MAX_RANGE_DAYS` (default 0: no cap; longer ranges then get 400
+`RangeTooLarge`). Unknown query parameters are refused (400), so
 a typo never widens a search.
 
 **Tiers.** Days still in the hot index (Table storage) are read from it; older days that were

@@ -171,7 +171,7 @@ class Settings:
     reindex_queue: str = "audit-reindex"  # AUDIT_REINDEX_QUEUE: reindex requests (collector/reindex.py)
 
     # --- Query API ---
-    query_max_range_days: int = 31  # QUERY_MAX_RANGE_DAYS: without a user/operation filter
+    query_max_range_days: int = 0  # QUERY_MAX_RANGE_DAYS: cap without a user/operation filter; 0 = none (the budget bounds pages)
     query_max_export_rows: int = 1_000_000  # QUERY_MAX_EXPORT_ROWS: CSV/NDJSON stream cap
 
     # --- Retention (docs/retention.md): RETENTION_PRESET fills what is not set explicitly ---
@@ -406,7 +406,7 @@ class _Reader:
             queue_name=queue,
             table_prefix=prefix,
             reindex_queue=reindex_queue,
-            query_max_range_days=self.integer("QUERY_MAX_RANGE_DAYS", 31, 1, 3660),
+            query_max_range_days=self.integer("QUERY_MAX_RANGE_DAYS", 0, 0, 36_500),
             query_max_export_rows=self.integer("QUERY_MAX_EXPORT_ROWS", 1_000_000, 1, 100_000_000),
             **self.retention(),
             allow_custom_hosts=allow_custom_hosts,

@@ -231,11 +231,14 @@ def parse_request(params: Params, *, now: datetime, max_range_days: int) -> Quer
 
     users = _list("user", grouped.get("user", []))
     operations = _list("operation", grouped.get("operation", []))
-    if not users and not operations and end - start > timedelta(days=max_range_days):
+    if max_range_days and not users and not operations and end - start > timedelta(days=max_range_days):
         raise QueryError(
             f"the range from start to end is {_days(end - start)} days; without a user or operation filter it may "
             f"span at most {max_range_days} days (setting QUERY_MAX_RANGE_DAYS): narrow start/end, add user= or "
             "operation=, or split the range", parameter="start", code="RangeTooLarge")
+    # Without the cap (QUERY_MAX_RANGE_DAYS=0, the default) any range is served: the request's
+    # Budget bounds every page and export in both tiers, and a spent budget ends the page with a
+    # @odata.nextLink at the position reached (query/budget.py), never a silent cut.
 
     top_text = single("top")
     top = DEFAULT_TOP

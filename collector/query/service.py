@@ -182,7 +182,7 @@ class QueryService:
         self,
         index: ViewIndex,
         *,
-        max_range_days: int = 31,
+        max_range_days: int = 0,
         max_export_rows: int = 1_000_000,
         clock: Clock | None = None,
         scan_budget_rows: int = PAGE_ROWS,
