@@ -154,10 +154,10 @@ param archiveSoftDeleteDays int = 14
 
 // ---------------------------------------------------------------- Parameters: query API
 
-@description('Optional. Widest time range of a query without a user or operation filter, in days (QUERY_MAX_RANGE_DAYS).')
-@minValue(1)
-@maxValue(3660)
-param queryMaxRangeDays int = 31
+@description('Optional. Cap on the time range of a query without a user or operation filter, in days (QUERY_MAX_RANGE_DAYS); 0 = no cap: the per-request budget bounds every page.')
+@minValue(0)
+@maxValue(36500)
+param queryMaxRangeDays int = 0
 
 @description('Optional. Row cap of one CSV/NDJSON export (QUERY_MAX_EXPORT_ROWS).')
 @minValue(1)

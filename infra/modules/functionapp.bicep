@@ -97,7 +97,7 @@ param archiveRetentionDays int
 @description('Required. The archive container\'s WORM period in days (ARCHIVE_IMMUTABILITY_DAYS; 0 = none).')
 param archiveImmutabilityDays int
 
-@description('Required. Widest time range of a query without a user or operation filter, in days (QUERY_MAX_RANGE_DAYS).')
+@description('Required. Cap on the time range of a query without a user or operation filter, in days (QUERY_MAX_RANGE_DAYS); 0 = no cap.')
 param queryMaxRangeDays int
 
 @description('Required. Row cap of one CSV/NDJSON export (QUERY_MAX_EXPORT_ROWS).')
