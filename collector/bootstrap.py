@@ -167,7 +167,8 @@ class Services:
         """Detection rules, the alerts table and queue, delivery, the silence check (collector/alerts/)."""
         from .alerts.wiring import AlertServices
 
-        return AlertServices(self)
+        return AlertServices(self.settings, tables=self.tables, queue_service=self.queue_service,
+                             blob_service=self.blob_service, health_report=lambda: self.health.report(), clock=self.clock)
 
     @cached_property
     def query(self) -> QueryService:

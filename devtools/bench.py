@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -33,9 +32,9 @@ from typing import Any
 from collector.index import BATCH_LIMIT
 
 from . import azurite, simulator_process
+from .sections import write_section
 
 BENCH_DIR = azurite.REPO_ROOT / ".bench"
-PERFORMANCE_MD = azurite.REPO_ROOT / "docs" / "performance.md"
 TENANT = "5f1c2a3b-0000-4000-8000-00000000beef"
 
 
@@ -61,18 +60,6 @@ def billed_entity_bytes(entity: dict[str, Any]) -> int:
         else:
             size += 8
     return size
-
-
-def write_section(name: str, text: str) -> None:
-    """Replace the text between `<!-- bench:{name}:start -->` and its end marker in docs/performance.md."""
-    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
-    current = PERFORMANCE_MD.read_text() if PERFORMANCE_MD.exists() else "# Performance\n"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    if start in current and end in current:
-        current = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, current, flags=re.DOTALL)
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    PERFORMANCE_MD.write_text(current)
 
 
 def start_simulator(state_dir: Path, records_per_hour: int, days: int, seed: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:

@@ -22,7 +22,7 @@ from collector.models import ContentRef
 from simulator import stories
 from simulator.synthetic import generate_blobs
 
-from .bench import write_section
+from .sections import write_section
 
 TENANT = "5f1c2a3b-0000-4000-8000-00000000beef"
 

@@ -14,7 +14,7 @@ compaction writer, manifests) into a fresh Azurite, with an empty hot index, and
 `collector.api.Api` (in process, no HTTP): first pages of one user over the whole range, one
 operation over 30 days, one hour, `q` over one day, and raw records by id, each with the blob
 requests it cost (cold reads are billed per request).
-`--write` replaces the `cold` section of docs/performance.md (devtools/bench.py write_section).
+`--write` replaces the `cold` section of docs/performance.md (devtools/sections.py write_section).
 """
 
 from __future__ import annotations
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        from .bench import write_section
+        from .sections import write_section
 
         write_section("cold", text)
     return 0

@@ -425,15 +425,14 @@ def _operation_gate(spec: Any) -> Callable[[str], bool] | None:
     record with that operation; None when the operation alone says nothing (pure, conservative)."""
     if not isinstance(spec, dict):
         return None
-    for word in ("all", "any"):
-        if isinstance(spec.get(word), list) and spec[word]:
-            gates = [_operation_gate(part) for part in spec[word]]
-            if word == "all":
-                known = [g for g in gates if g is not None]
-                return (lambda op: all(g(op) for g in known)) if known else None
-            if any(g is None for g in gates):
-                return None
-            return lambda op: any(g(op) for g in gates if g is not None)
+    if isinstance(spec.get("all"), list) and spec["all"]:
+        known = [g for g in (_operation_gate(part) for part in spec["all"]) if g is not None]
+        return (lambda op: all(g(op) for g in known)) if known else None
+    if isinstance(spec.get("any"), list) and spec["any"]:
+        gates = [_operation_gate(part) for part in spec["any"]]
+        if any(g is None for g in gates):
+            return None
+        return lambda op: any(g(op) for g in gates if g is not None)
     if str(spec.get("field", "")).lower() != "operation":
         return None
     tests = [op for op in spec if op != "field"]

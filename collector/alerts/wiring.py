@@ -1,32 +1,41 @@
-"""The alert services of one Services (bootstrap.py's `alerts`), each built on first use."""
+"""The alert services of one Services (bootstrap.py's `alerts`), each built on first use.
+
+It gets the clients it needs from bootstrap, never `Services` itself, so wiring only points down."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Any
 
 from azure.core.exceptions import AzureError
-from azure.storage.queue import TextBase64EncodePolicy
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient, TextBase64EncodePolicy
 
 from ..errors import ConfigError
+from ..settings import Settings
+from ..tables import TableClients
+from ..timeutil import Clock
 from .deliver import Deliverer, WebhookConfig
 from .engine import AlertEngine
 from .rules import Rule, load_rules
 from .silence import SilenceCheck
 from .store import AlertQueue, AlertTable, SeenTable, WindowTable
 
-if TYPE_CHECKING:
-    from ..bootstrap import Services
-
 log = logging.getLogger(__name__)
 
 
 class AlertServices:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.settings = services.settings
+    def __init__(self, settings: Settings, *, tables: TableClients, queue_service: QueueServiceClient,
+                 blob_service: BlobServiceClient, health_report: Callable[[], dict[str, Any]], clock: Clock) -> None:
+        self.settings = settings
+        self.tables = tables
+        self.queue_service = queue_service
+        self.blob_service = blob_service
+        self.health_report = health_report
+        self.clock = clock
 
     @cached_property
     def rules(self) -> list[Rule]:
@@ -38,7 +47,7 @@ class AlertServices:
         try:
             if user is None and s.alert_rules_blob:
                 container, _, name = s.alert_rules_blob.partition("/")
-                blob = self.services.blob_service.get_blob_client(container, name)
+                blob = self.blob_service.get_blob_client(container, name)
                 user = blob.download_blob().readall().decode("utf-8")
             return load_rules(user)
         except (ConfigError, AzureError, UnicodeDecodeError) as exc:
@@ -48,15 +57,15 @@ class AlertServices:
 
     @cached_property
     def table(self) -> AlertTable:
-        return AlertTable(self.services.tables, self.settings.table_prefix)
+        return AlertTable(self.tables, self.settings.table_prefix)
 
     @cached_property
     def windows(self) -> WindowTable:
-        return WindowTable(self.services.tables, self.settings.table_prefix)
+        return WindowTable(self.tables, self.settings.table_prefix)
 
     @cached_property
     def queue(self) -> AlertQueue:
-        queue = AlertQueue(self.services.queue_service, self.settings.alert_queue)
+        queue = AlertQueue(self.queue_service, self.settings.alert_queue)
         queue.ensure()
         return queue
 
@@ -64,7 +73,7 @@ class AlertServices:
     def engine(self) -> AlertEngine:
         s = self.settings
         return AlertEngine(self.rules, alerts=self.table, outbox=self.queue, windows=self.windows,
-                           seen=SeenTable(self.services.tables, s.table_prefix), tenant_id=s.tenant_id)
+                           seen=SeenTable(self.tables, s.table_prefix), tenant_id=s.tenant_id)
 
     @property
     def sink(self) -> AlertEngine | None:
@@ -73,7 +82,7 @@ class AlertServices:
 
     @cached_property
     def silence(self) -> SilenceCheck:
-        return SilenceCheck(self.rules, self.services.health.report, self.engine.raise_alert, clock=self.services.clock)
+        return SilenceCheck(self.rules, self.health_report, self.engine.raise_alert, clock=self.clock)
 
     @cached_property
     def deliverer(self) -> Deliverer:
@@ -83,7 +92,7 @@ class AlertServices:
                    if s.alert_webhook_url else None)
         output = None
         if s.alert_output_queue:
-            output = self.services.queue_service.get_queue_client(s.alert_output_queue,
+            output = self.queue_service.get_queue_client(s.alert_output_queue,
                                                                   message_encode_policy=TextBase64EncodePolicy())
             with contextlib.suppress(AzureError):  # exists (or made by the template); a real failure shows at send
                 output.create_queue()
@@ -92,5 +101,5 @@ class AlertServices:
     def check(self) -> int:
         """The timer's work: health rules, then old window tables dropped. The alerts raised."""
         found = self.silence.run() if self.settings.alerts_enabled else []
-        self.windows.prune(self.services.clock.now())
+        self.windows.prune(self.clock.now())
         return len(found)
