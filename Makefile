@@ -59,7 +59,7 @@ bench: install
 bench-quick: install
 	$(PY) -m devtools.bench --quick
 
-# The fault and crash soak of issue 12 (docs/reliability.md): about 20 minutes.
+# The fault and crash soak of issue 12 (docs/reliability.md): about 15 minutes.
 soak: install
 	$(PY) -m devtools.soak --cycles 200 --kills 20 --write
 
