@@ -38,7 +38,7 @@ from ..index import entry_from_entity, view_payload
 from ..models import AuditEntry
 from ..normalize import normalize_record
 from ..timeutil import Clock, SystemClock, format_iso, parse_time
-from . import layout, writer
+from . import idfilter, layout, writer
 from .hot import blob_origin
 from .reader import DayReader, load_manifest
 
@@ -134,7 +134,78 @@ class Compactor:
                             "durationMs": int(result.seconds * 1000)})
             if progress is not None and result.action != "unchanged":
                 progress(f"{day}: {result.action}, {result.records:,} records ({result.added:,} written)")
+        for month in self._months_without_filter(last):
+            days = self.build_filter(month)
+            if progress is not None and days:
+                progress(f"{month}: id filter over {days} day(s)")
         return report
+
+    # ------------------------------------------------------------ id filters (idfilter.py)
+
+    def _foreign(self, organizations: Any) -> bool:
+        """Whether a column of organizationId holds another organization than the tenant's."""
+        import pyarrow.compute as pc
+
+        tenant = self.tenant_id.lower()
+        lowered = pc.utf8_lower(organizations)
+        return bool(pc.any(pc.and_(pc.is_valid(lowered), pc.not_equal(lowered, tenant))).as_py() or False)
+
+    def _invalidate_filter(self, day: str) -> None:
+        for name in self._filters_of(day[:6]):
+            self.store.delete(name)
+
+    def _filters_of(self, month: str) -> list[str]:
+        return [n for n in self.store.list(f"{month[:4]}/{month[4:]}/{idfilter.PREFIX}") if idfilter.month_of_filter(n)]
+
+    def _months_without_filter(self, last: str) -> list[str]:
+        """Months that have ended by `last` (the last closed day) with compacted days and no filter."""
+        names = self.store.list("")
+        months = {n[:4] + n[5:7] for n in names if n.endswith("/" + layout.MANIFEST) and len(n.split("/")) == 4}
+        built = {m for m in (idfilter.month_of_filter(n) for n in names) if m}
+        ended = [m for m in months - built if _month_end(m) <= last]
+        return sorted(ended)
+
+    def build_filter(self, month: str) -> int:
+        """Write the month's id filter from its compacted days (ids files, deltas' keys, whether
+        other organizations' records are there); the number of days it covers."""
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        entries: list[tuple[idfilter.DayEntry, Any]] = []
+        prefix = f"{month[:4]}/{month[4:]}/"
+        for name in sorted(self.store.list(prefix)):
+            parts = name.split("/")
+            if len(parts) != 4 or parts[3] != layout.MANIFEST:
+                continue
+            day = "".join(parts[:3])
+            loaded = load_manifest(self.store, day)
+            if loaded is None:
+                continue
+            manifest = loaded[0]
+            ids = pq.read_table(self.store.open(manifest.files[layout.IDS].name), columns=["key_hash"])
+            hashes = [ids.column("key_hash").to_numpy()]
+            time_file = pq.read_table(self.store.open(manifest.files[layout.TIME].name), columns=["organizationId"])
+            other = self._foreign(time_file.column("organizationId"))
+            for delta in manifest.deltas:
+                rows = pq.read_table(self.store.open(delta.name), columns=["order_key", "organizationId"])
+                keys_ = [layout.key_hash(layout.record_key(str(k))) for k in rows.column("order_key").to_pylist()]
+                hashes.append(np.asarray(keys_, dtype=np.int64))
+                other = other or self._foreign(rows.column("organizationId"))
+            entry = idfilter.DayEntry(day, manifest.generation, len(manifest.deltas), bool(other))
+            entries.append((entry, np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.int64)))
+        if not entries:
+            return 0
+        data = idfilter.build(month, entries)
+        name = idfilter.filter_name(month, data)
+        stale = [n for n in self._filters_of(month) if n != name]
+        with tempfile.TemporaryDirectory(prefix="auditkeep-filter-") as directory:
+            path = Path(directory) / "filter.bin"
+            path.write_bytes(data)
+            self.store.put_file(name, path)
+        for old in stale:  # after the new one: a reader always finds one
+            self.store.delete(old)
+        log.info("cold.id_filter %s: %d days", month, len(entries), extra={"month": month, "days": len(entries)})
+        return len(entries)
 
     def compact_day(self, day: str) -> DayReport:
         loaded = load_manifest(self.store, day)
@@ -191,6 +262,7 @@ class Compactor:
         manifest = layout.Manifest(day=day, generation=generation, records=hot.count, digest=hot.text(), files=files,
                                    operations=written.operations, hot_watermark=format_iso(watermark),
                                    written_at=format_iso(self.clock.now()))
+        self._invalidate_filter(day)  # before the day changes: a filter is stale, never wrong
         self.store.put_manifest(layout.manifest_name(day), manifest.to_bytes(), etag)
         return DayReport(day, "compacted", hot.count, hot.count)
 
@@ -279,6 +351,7 @@ class Compactor:
                           records=manifest.records + added.count,
                           digest=layout.Digest.parse(manifest.digest).merge(added).text(),
                           hot_watermark=format_iso(watermark), written_at=format_iso(self.clock.now()))
+        self._invalidate_filter(day)  # before the day changes: a filter is stale, never wrong
         self.store.put_manifest(layout.manifest_name(day), updated.to_bytes(), etag)
         return DayReport(day, "delta", updated.records, added.count)
 
@@ -303,6 +376,7 @@ class Compactor:
             files = self._upload(day, generation, written)
         merged = replace(manifest, generation=generation, files=files, deltas=(), operations=written.operations,
                          written_at=format_iso(self.clock.now()))
+        self._invalidate_filter(day)  # before the day changes: a filter is stale, never wrong
         self.store.put_manifest(layout.manifest_name(day), merged.to_bytes(), etag)
         return DayReport(day, "merged", merged.records, merged.records)
 
@@ -324,6 +398,13 @@ class Compactor:
                 if age is not None and age >= ORPHAN_AGE:
                     deleted += self.store.delete(name)
         return deleted
+
+
+def _month_end(month: str) -> str:
+    """yyyyMMdd of the last day of a month given as yyyyMM."""
+    first = date(int(month[:4]), int(month[4:]), 1)
+    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return (following - timedelta(days=1)).strftime("%Y%m%d")
 
 
 def _delta_number(name: str) -> int:

@@ -23,7 +23,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from .. import keys
 from ..index import Hit
 from ..models import View
-from . import layout
+from . import idfilter, layout
 
 if TYPE_CHECKING:  # pyarrow is imported on the first read of a compacted day, not with the query API
     from .reader import DayReader, FooterCache
@@ -64,6 +64,8 @@ class ColdView:
         self._footers: FooterCache | None = None
         self._catalog: tuple[float, frozenset[str]] | None = None
         self._manifests: dict[str, tuple[float, layout.Manifest]] = {}
+        self._filter_months: dict[str, str] = {}  # month → its id filter's blob, from the same listing
+        self._filters: dict[str, idfilter.Header | None] = {}  # by blob name: a name's content never changes
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ which days
@@ -79,6 +81,7 @@ class ColdView:
                 names = []
             found = frozenset(n[:4] + n[5:7] + n[8:10] for n in names
                               if n.endswith("/" + layout.MANIFEST) and len(n) == 11 + len(layout.MANIFEST))
+            self._filter_months = {m: n for n in sorted(names) if (m := idfilter.month_of_filter(n))}
             cached = (now, found)
             self._catalog = cached
         return cached[1]
@@ -161,14 +164,70 @@ class ColdView:
             return self._raw(day, probe, charge)
 
         if keys.kid(record_id):
+            own_days, other_days = self._probes(record_id, days, charge)
             with ThreadPoolExecutor(max_workers=LOOKUP_THREADS, thread_name_prefix="cold-lookup") as pool:
-                for probe in (own, other):
-                    for start in range(0, len(days), 2 * LOOKUP_THREADS):  # newest first, in rounds
-                        chunk = days[start:start + 2 * LOOKUP_THREADS]
+                for probe, wanted in ((own, own_days), (other, other_days)):
+                    for start in range(0, len(wanted), 2 * LOOKUP_THREADS):  # newest first, in rounds
+                        chunk = wanted[start:start + 2 * LOOKUP_THREADS]
                         for day, raw in zip(chunk, pool.map(probe, chunk), strict=True):
                             if raw is not None:
                                 return ColdFind(raw, day, len(days))
         return ColdFind(None, None, len(days))
+
+    def _probes(self, record_id: str, days: list[str], charge: Charge | None) -> tuple[list[str], list[str]]:
+        """The days worth reading for the tenant's own record with this Id, and for another
+        organization's: a month's id filter (idfilter.py) rules out the days it covers that cannot
+        hold the key (one ranged read for the whole month); days it does not cover are all read."""
+        key_hash = layout.key_hash(keys.kid(record_id))
+        own: set[str] = set(days)
+        other: set[str] = set(days)
+        months = sorted({day[:6] for day in days})
+        with ThreadPoolExecutor(max_workers=LOOKUP_THREADS, thread_name_prefix="cold-filter") as pool:
+            for verdict in pool.map(lambda m: self._filter_verdict(m, key_hash, charge), months):
+                if verdict is None:
+                    continue
+                covered, holding, foreign = verdict
+                own -= covered - holding
+                other -= covered - foreign
+        return [d for d in days if d in own], [d for d in days if d in other]
+
+    def _filter_verdict(self, month: str, key_hash: int, charge: Charge | None
+                        ) -> tuple[set[str], set[str], set[str]] | None:
+        """(days the month's filter covers, those that may hold the key, those with other
+        organizations' records), or None without a usable filter."""
+        name = self._filter_months.get(month)
+        if name is None:
+            return None
+        store: ColdStore = self.store if charge is None else _Charged(self.store, charge)
+        try:
+            header = self._filter_header(name, store)
+            if header is None:
+                return None
+            block, _ = idfilter.positions(key_hash, header.blocks)
+            offset, length = header.row(block)
+            handle = store.open(name)
+            handle.seek(offset)
+            row = handle.read(length)
+        except ResourceNotFoundError:  # replaced since the listing (a day of the month changed): read every day
+            return None
+        covered = {d.day for d in header.days}
+        return covered, idfilter.candidates(header, row, key_hash), {d.day for d in header.days if d.other_orgs}
+
+    def _filter_header(self, name: str, store: ColdStore) -> idfilter.Header | None:
+        with self._lock:
+            if name in self._filters:
+                return self._filters[name]
+        handle = store.open(name)
+        prefix = handle.read(8)
+        need, header = idfilter.parse_header(prefix)
+        if header is None:
+            prefix += handle.read(need - len(prefix))
+            _, header = idfilter.parse_header(prefix)
+        with self._lock:
+            if len(self._filters) > MANIFESTS:
+                self._filters.clear()
+            self._filters[name] = header
+        return header
 
     def _raw(self, day: str, read: Callable[[DayReader], bytes | None], charge: Charge | None) -> bytes | None:
         for attempt in (0, 1):
