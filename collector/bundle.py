@@ -235,7 +235,10 @@ class BundleReader:
             prefix = day_prefix(name)
         except ValueError:
             return None
-        member = self._index(prefix, fresh=False).members.get(name) or self._index(prefix, fresh=True).members.get(name)
+        cached = prefix in self._indexes
+        member = self._index(prefix, fresh=False).members.get(name)
+        if member is None and cached:  # the cached index may predate the bundle: ask once more
+            member = self._index(prefix, fresh=True).members.get(name)
         if member is None:
             return None
         bundle, offset, length = member
