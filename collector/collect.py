@@ -422,7 +422,8 @@ class ProcessingLedger(Protocol):
 
 class AlertSink(Protocol):
     """The detection rules (collector/alerts/engine.py): the blob's records as just indexed, in
-    memory (no second storage read). Never raises: a rule's failure must not block ingest."""
+    memory (no second storage read). A rule's own failure never blocks ingest; a storage failure
+    raises like the index's would, so the message is retried."""
 
     def observe(self, records: Sequence[dict[str, Any]], items: Sequence[IndexItem], ref: ContentRef) -> object: ...
 

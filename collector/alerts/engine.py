@@ -9,8 +9,10 @@ of event time (late content lands in its own bucket), kept as one row per matchi
 Table storage, so a repeated record counts once and several instances add to the same window.
 First-seen keys live in a small table, updated with ETag conditions.
 
-Nothing here blocks ingest: `observe` never raises; a failing rule or store is logged
-(`alerts.rule_failed`) and counted (`stats`), and the blob is indexed and marked done regardless.
+A failing rule never blocks ingest: it is logged (`alerts.rule_failed`) and counted (`stats`), the
+other rules run, and the blob is marked done. A storage failure (AzureError) is not a rule's: it
+propagates, so the queue retries the message (archive and index writes are idempotent, alert,
+window and first-seen keys deterministic) and no window row is lost to an outage.
 Delivery happens later, from the alert queue (deliver.py).
 """
 
@@ -24,6 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+from azure.core.exceptions import AzureError
 
 from ..index import IndexItem
 from ..models import ContentRef
@@ -145,10 +149,13 @@ class AlertEngine:
                     self._by_operation.setdefault(operation, []).append(rule)
 
     def observe(self, records: Sequence[Mapping[str, Any]], items: Sequence[IndexItem], ref: ContentRef) -> EngineStats:
-        """Match one content blob's records (as indexed) and raise their alerts. Never raises."""
+        """Match one content blob's records (as indexed) and raise their alerts. A rule's failure is
+        logged and counted; a storage failure (AzureError) propagates, so the message is retried."""
         began = time.monotonic()
         try:
             self._observe(records, items, ref)
+        except AzureError:
+            raise  # storage trouble: the message is retried (see the module docstring)
         except Exception:  # noqa: BLE001 - ingest goes on; the failure is logged and counted
             self.stats.errors += 1
             log.exception("alerts.rule_failed %s %s", ref.content_type, ref.content_id,
@@ -189,6 +196,8 @@ class AlertEngine:
                         rows = windows.setdefault((rule.name, key, start), {})
                         record = self._record_key(event)
                         rows[record] = (WindowRow(record, self._row_values(rule, event)), event)
+                except AzureError:
+                    raise
                 except Exception:  # noqa: BLE001 - one rule's failure spares the others
                     self.stats.errors += 1
                     log.exception("alerts.rule_failed %s on %s", rule.name, item.entry.id,
@@ -197,6 +206,8 @@ class AlertEngine:
             rule = named[name]
             try:
                 self._window(rule, key, start, rows)
+            except AzureError:
+                raise
             except Exception:  # noqa: BLE001
                 self.stats.errors += 1
                 log.exception("alerts.rule_failed %s window %s", rule.name, format_iso(start),
