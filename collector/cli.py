@@ -48,6 +48,10 @@ def run_cycle(services: Services, *, workers: int, quiet: bool, visibility_timeo
             f"{t.already_known} already known, {t.expired} expired{lost}{err}")
     result = drain(services.queue, services.processor, workers=workers, visibility_timeout=visibility_timeout,
                    progress=say)
+    # What the Function App's check_alert_health and deliver_alert functions do (collector/alerts/).
+    raised, delivered = services.alerts.check(), services.alerts.deliver_queued()
+    if raised or delivered:
+        say(f"alerts: {raised} health alert(s) raised, {delivered} alert(s) delivered")
     say(f"cycle done: {result.processed} blobs, {result.records:,} records, {result.entities:,} index entities, "
         f"{result.failed_attempts} failed attempts, {result.poisoned} poisoned, outcomes { {str(k): v for k, v in result.outcomes.items()} }")
     return report.ok and result.poisoned == 0

@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -252,6 +252,26 @@ class AlertQueue:
 
     def send(self, alert: Alert) -> None:
         self.client.send_message(encode_message(alert), time_to_live=MESSAGE_TTL_SECONDS)
+
+    def drain(self, deliver: Callable[[str], object], *, max_dequeue: int = 5, visibility_timeout: int = 60) -> int:
+        """What the deliver_alert queue function does, in-process (`python -m collector collect`,
+        `make run`): each message delivered then deleted; a failure leaves it for a retry after
+        `visibility_timeout`, and after `max_dequeue` attempts it goes to the poison queue, as the
+        Functions host would. The number delivered."""
+        delivered = 0
+        for message in self.client.receive_messages(messages_per_page=32, visibility_timeout=visibility_timeout):
+            try:
+                deliver(str(message.content))
+            except Exception as exc:  # noqa: BLE001 - left for a retry, then poison: never lost
+                log.warning("alerts.delivery_failed %s: %s", exc.__class__.__name__, exc,
+                            extra={"dequeueCount": message.dequeue_count})
+                if (message.dequeue_count or 0) >= max_dequeue:
+                    self.poison.send_message(str(message.content))
+                    self.client.delete_message(message)
+                continue
+            self.client.delete_message(message)
+            delivered += 1
+        return delivered
 
 
 def encode_message(alert: Alert) -> str:

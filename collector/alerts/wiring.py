@@ -98,6 +98,10 @@ class AlertServices:
                 output.create_queue()
         return Deliverer(self.table, webhook=webhook, output_queue=output)
 
+    def deliver_queued(self) -> int:
+        """Deliver what the alert queue holds, in-process (the deliver_alert function's work)."""
+        return self.queue.drain(self.deliverer.deliver_message) if self.settings.alerts_enabled else 0
+
     def check(self) -> int:
         """The timer's work: health rules, then old window tables dropped. The alerts raised."""
         found = self.silence.run() if self.settings.alerts_enabled else []
