@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -268,30 +267,16 @@ class AuditIndex:
         table after the other (days without a table are skipped). `on_request` is called once per
         storage request (each page, empty continuation pages included): the query's budget.
         """
-        if view not in (View.TIME, View.USER, View.OPERATION):
-            raise ValueError(f"unknown view {view!r}")  # the id view is for point reads, not scans
-        if view != View.TIME and value is None:
-            raise ValueError("user and operation scans need a value")
-        first_second = math.ceil(start.timestamp())
-        last_second = math.ceil(end.timestamp()) - 1  # time < end, at second resolution
-        if after is not None:
-            last_second = min(last_second, keys.INV_BASE - int(after[:10]))
-        if last_second < first_second:
+        spans = keys.scan_days(view, start, end, value=value, after=after)
+        if not spans:
             return
         prefix = keys.value_hash(value) if value is not None else ""
         pk = keys.shard(prefix) if prefix else None
-        days = keys.days_newest_first(keys.from_inv(keys.INV_BASE - first_second),
-                                      keys.from_inv(keys.INV_BASE - last_second) + timedelta(seconds=1))
         existing = self.tables(view)
-        if not set(days) <= existing and time.monotonic() - self._listing[view][0] > 1.0:
+        if not {day for day, _, _ in spans} <= existing and time.monotonic() - self._listing[view][0] > 1.0:
             existing = self.tables(view, refresh=True)  # another process may have created a day since
-        for day in days:
+        for day, lo_second, hi_second in spans:
             if day not in existing:
-                continue
-            day_start, day_end = keys.day_bounds(day)
-            lo_second = max(first_second, int(day_start.timestamp()))
-            hi_second = min(last_second, int(day_end.timestamp()) - 1)
-            if hi_second < lo_second:
                 continue
             rk_low = f"{keys.INV_BASE - hi_second:010d}"
             rk_high = f"{keys.INV_BASE - lo_second + 1:010d}"

@@ -7,6 +7,7 @@ implementation. Same input, same key: every retry rewrites the same blob and the
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -139,6 +140,31 @@ def days_newest_first(start: datetime, end: datetime) -> list[str]:
         days.append(last.strftime("%Y%m%d"))
         last -= timedelta(days=1)
     return days
+
+
+def scan_days(view: View, start: datetime, end: datetime, *, value: str | None,
+              after: str | None) -> list[tuple[str, int, int]]:
+    """The day tables a scan of `view` over start <= time < end reads, newest first, each with the
+    epoch seconds [low, high] it covers there (second resolution; `after`, an order key, caps the
+    high end). ValueError for the id view (point reads only) or a user/operation scan without a
+    value. The one reading of a scan's bounds: the hot index and the tiered view both use it."""
+    if view not in (View.TIME, View.USER, View.OPERATION):
+        raise ValueError(f"unknown view {view!r}")  # the id view is for point reads, not scans
+    if view != View.TIME and value is None:
+        raise ValueError("user and operation scans need a value")
+    first_second = math.ceil(start.timestamp())
+    last_second = math.ceil(end.timestamp()) - 1  # time < end, at second resolution
+    if after is not None:
+        last_second = min(last_second, INV_BASE - int(after[:10]))
+    if last_second < first_second:
+        return []
+    spans = []
+    for day in days_newest_first(from_inv(INV_BASE - first_second), from_inv(INV_BASE - last_second) + timedelta(seconds=1)):
+        day_start, day_end = day_bounds(day)
+        low, high = max(first_second, int(day_start.timestamp())), min(last_second, int(day_end.timestamp()) - 1)
+        if low <= high:
+            spans.append((day, low, high))
+    return spans
 
 
 def day_bounds(day: str) -> tuple[datetime, datetime]:

@@ -32,7 +32,7 @@ from azure.core.exceptions import AzureError
 from ..index import IndexItem
 from ..models import ContentRef
 from ..timeutil import format_iso
-from .rules import Event, Rule
+from .rules import Event, Rule, numbers
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class AlertEngine:
             if test.measure == "distinct":
                 values[test.field] = event.first(test.field).lower()
             elif test.measure == "sum":
-                values[test.field] = sum(_numbers(event.values(test.field))[:1])
+                values[test.field] = sum(numbers(event.values(test.field))[:1])
         return values
 
     # -- storing and queueing
@@ -300,16 +300,6 @@ def measure(rule: Rule, rows: Sequence[WindowRow]) -> dict[str, float]:
             out[test.name] = float(len({str(row.values.get(test.field, "")) for row in rows} - {""}))
         elif test.measure == "sum":
             out[test.name] = float(sum(float(row.values.get(test.field, 0) or 0) for row in rows))
-    return out
-
-
-def _numbers(values: list[str]) -> list[float]:
-    out = []
-    for value in values:
-        try:
-            out.append(float(value))
-        except ValueError:
-            continue
     return out
 
 

@@ -358,7 +358,7 @@ def _field_test(name: str, op: str, value: Any, where: str, problem: Callable[[s
             problem(where, f"{op} must be a number")
             return _never
         compare, bound = NUMBER_OPS[op], float(value)
-        return lambda event: any(compare(number, bound) for number in _numbers(event.values(name)))
+        return lambda event: any(compare(number, bound) for number in numbers(event.values(name)))
     if op == "externalTo":
         if not isinstance(value, str) or not value:
             problem(where, "externalTo must name the field holding the inside address (e.g. \"user\")")
@@ -388,7 +388,8 @@ def _field_test(name: str, op: str, value: Any, where: str, problem: Callable[[s
     return lambda event: any(v.lower().endswith(wanted) for v in event.values(name))
 
 
-def _numbers(values: list[str]) -> list[float]:
+def numbers(values: list[str]) -> list[float]:
+    """The values that read as numbers (a field's texts; the others are skipped)."""
     out = []
     for value in values:
         try:

@@ -90,30 +90,14 @@ class TieredView:
              after: str | None = None, page_size: int = 1000, on_request: Charge | None = None) -> Iterator[Hit]:
         """Rows of `view` with start <= time < end, newest first, resumed strictly after `after`
         (AuditIndex.scan's contract), each day from the tier that holds it."""
-        if view not in (View.TIME, View.USER, View.OPERATION):
-            raise ValueError(f"unknown view {view!r}")
-        if view != View.TIME and value is None:
-            raise ValueError("user and operation scans need a value")
-        first_second = math.ceil(start.timestamp())
-        last_second = math.ceil(end.timestamp()) - 1  # time < end, at second resolution
-        if after is not None:
-            last_second = min(last_second, keys.INV_BASE - int(after[:10]))
-        if last_second < first_second:
-            return
-        days = keys.days_newest_first(keys.from_inv(keys.INV_BASE - first_second),
-                                      keys.from_inv(keys.INV_BASE - last_second) + timedelta(seconds=1))
+        spans = keys.scan_days(view, start, end, value=value, after=after)
         hot_charge: Callable[[], None] | None = None
         cold_charge: Callable[[], None] | None = None
         if on_request is not None:
             charge = on_request
             hot_charge = lambda: charge("hot")  # noqa: E731 - two one-line adapters
             cold_charge = lambda: charge("cold")  # noqa: E731
-        for day in days:
-            day_start, day_end = keys.day_bounds(day)
-            lo_second = max(first_second, int(day_start.timestamp()))
-            hi_second = min(last_second, int(day_end.timestamp()) - 1)
-            if hi_second < lo_second:
-                continue
+        for day, lo_second, hi_second in spans:
             lo, hi = keys.from_inv(keys.INV_BASE - lo_second), keys.from_inv(keys.INV_BASE - hi_second) + timedelta(seconds=1)
             hot_days = self.hot.tables(view)
             cold_days = self._cold_days()
