@@ -52,6 +52,7 @@ from simulator import Blob, Simulator, SimulatorServer
 from simulator.wire import Request
 
 from . import azurite
+from .sections import replace_section
 
 RELIABILITY_MD = azurite.REPO_ROOT / "docs" / "reliability.md"
 CONTENT_TYPES = ("Audit.Exchange", "Audit.SharePoint", "Audit.AzureActiveDirectory")
@@ -685,18 +686,6 @@ def failures(stats: Stats, verdict: Verdict, options: Options) -> list[str]:
     return problems
 
 
-def write_section(path: Path, text: str, name: str = "soak") -> None:
-    """Replace the text between `<!-- {name}:start -->` and `<!-- {name}:end -->` (devtools/bench.py's pattern)."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    current = path.read_text()
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    if start in current and end in current:
-        current = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, current, flags=re.DOTALL)
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    path.write_text(current)
-
-
 def run(options: Options, *, write: bool = False, after: Callable[[Soak], None] | None = None) -> int:
     with Soak(options) as soak:
         stats = soak.run()
@@ -712,8 +701,8 @@ def run(options: Options, *, write: bool = False, after: Callable[[Soak], None] 
         print(f"soak: FAILED: {problem}", file=sys.stderr)
     if write and not problems:
         measured = datetime.now(UTC).strftime("%Y-%m-%d")
-        write_section(RELIABILITY_MD, f"Measured {measured} (`python -m devtools.soak --cycles {options.cycles} "
-                                      f"--kills {options.kills} --seed {options.seed}`):\n\n{table}")
+        replace_section(RELIABILITY_MD, "soak", f"Measured {measured} (`python -m devtools.soak --cycles {options.cycles} "
+                        f"--kills {options.kills} --seed {options.seed}`):\n\n{table}")
     return 1 if problems else 0
 
 

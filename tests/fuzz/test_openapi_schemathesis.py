@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -27,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
 
 from collector.serve import QueryApiServer, make_server
 from tests.fuzz.hostile import Fuzzed
+from tests.serving import running
 
 SCALE = max(1, int(os.environ.get("AUDITKEEP_FUZZ_SCALE", "1")))
 # Not negative_data_rejection: schemathesis' negative list values (objects, nulls) may serialize to
@@ -40,15 +40,8 @@ if os.environ.get("AUDITKEEP_FUZZ_NEGATIVE") == "1":
 
 @pytest.fixture(scope="module")
 def served(fuzzed: Fuzzed) -> Iterator[QueryApiServer]:
-    server = make_server(fuzzed.services, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with running(make_server(fuzzed.services, "127.0.0.1", 0)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,20 +20,9 @@ from collector.query.service import QueryService
 from collector.serve import QueryApiServer, make_server
 from tests.clock import FakeClock
 from tests.query.data import NOW, WIDE, WIDE_END, WIDE_START, index_view, key_of_record, oracle
+from tests.serving import running
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "powerbi.md"
-
-
-@contextlib.contextmanager
-def running(server: QueryApiServer) -> Iterator[QueryApiServer]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ tests, the Functions host's key check in front of the same handlers (`KeyedApi`)
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,10 +22,11 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 from collector.api import Api, HttpParams, Response, param_pairs
 from collector.bootstrap import Services
 from collector.cli import run_cycle
-from collector.serve import QueryApiServer, make_server
+from collector.serve import make_server
 from simulator import Simulator, SimulatorServer
 from tests.clock import FakeClock
 from tests.integration.world import CLIENT, SECRET, TENANT, World
+from tests.serving import running
 
 CHROMIUM = Path(os.environ.get("AUDITKEEP_CHROMIUM", "/usr/bin/chromium"))
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -69,18 +68,6 @@ def collected(azurite: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         server.stop()
     assert sim.errors == [], sim.errors
     yield Collected(services, now, stats.records)
-
-
-@contextlib.contextmanager
-def running(server: QueryApiServer) -> Iterator[QueryApiServer]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(scope="package")
