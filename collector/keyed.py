@@ -70,8 +70,9 @@ KEY_FIELDS: Mapping[str, tuple[str, ...]] = {
 _CMDLINE = re.compile(r"""(?:^|\s)-([A-Za-z][\w-]*)(?::|\s+)?(?:"([^"]*)"|'([^']*)'|(?!-)(\S+))?""")
 
 
-def text(value: Any) -> str:
-    """A field value as text: strings stripped, booleans True/False, numbers as written, objects as JSON."""
+def text(value: Any, *, sort_keys: bool = True) -> str:
+    """A field value as text: strings stripped, booleans True/False, numbers as written, objects as
+    JSON (keys sorted here, so one object always reads the same; normalize.py keeps their order)."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -80,7 +81,7 @@ def text(value: Any) -> str:
         return "True" if value else "False"
     if isinstance(value, (int, float)):
         return str(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
 
 
 def parse_command_line(line: str) -> list[tuple[str, str]]:

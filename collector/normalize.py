@@ -13,7 +13,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from .keyed import KeyedRecord, named
+from .keyed import KeyedRecord, named, text
 from .models import AuditEntry
 from .timeutil import format_record_time, parse_time
 
@@ -49,15 +49,7 @@ def normalize_ip(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text(value, sort_keys=False)  # an object's keys in the record's order, as indexed since issue 2
 
 
 def _first(*values: Any) -> str:
