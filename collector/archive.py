@@ -109,7 +109,11 @@ class RawArchive:
     # -- the seam bundle.Bundler writes through (bundle.BundleStore)
 
     def list_names(self, prefix: str) -> list[str]:
-        return [str(blob.name) for blob in self.container.list_blobs(name_starts_with=prefix)]
+        return list(self.list_sizes(prefix))
+
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        """Blob name → stored bytes under `prefix`, in name order (one listing)."""
+        return {str(blob.name): int(blob.size) for blob in self.container.list_blobs(name_starts_with=prefix)}
 
     def get_index(self, name: str) -> tuple[bytes, str] | None:
         try:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import IO, Protocol
 
-from .errors import BundleFormatError, CollectorError, ConfigError
+from .errors import BundleFormatError, CollectorError, ConfigError, NotFoundError
 from .timeutil import Clock
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class BundleIndex:
 class BundleStore(Protocol):
     """What bundling needs of the archive container (RawArchive's blob seam)."""
 
-    def list_names(self, prefix: str) -> list[str]: ...
+    def list_sizes(self, prefix: str) -> dict[str, int]: ...  # name → stored bytes, in name order
 
     def stored(self, name: str) -> bytes: ...  # the stored (gzip) bytes; NotFoundError if absent
 
@@ -157,11 +157,12 @@ class Bundler:
         result = DayBundled(prefix)
         found = self.store.get_index(prefix + INDEX)
         index, etag = (BundleIndex.from_bytes(found[0]), found[1]) if found else (BundleIndex(), None)
-        originals = [n for n in self.store.list_names(prefix) if not is_bundle_file(n) and n.count("/") == 5]
+        sizes = {n: size for n, size in self.store.list_sizes(prefix).items() if not is_bundle_file(n) and n.count("/") == 5}
+        originals = list(sizes)
         new = [n for n in originals if n not in index.members]
         if new:
             generation = index.generations()
-            for chunk in self._chunks(new):
+            for chunk in self._chunks(new, sizes):
                 generation += 1
                 bundle = f"{prefix}{BUNDLE_PREFIX}-{generation:03d}.gz"
                 members = self._write_bundle(bundle, chunk)
@@ -178,13 +179,12 @@ class Bundler:
                 result.kept += 1
         return result
 
-    def _chunks(self, names: list[str]) -> Iterator[list[tuple[str, int]]]:
+    def _chunks(self, names: list[str], sizes: dict[str, int]) -> Iterator[list[tuple[str, int]]]:
+        """`names` in bundles of at most max_bundle_bytes, by the sizes the listing gave."""
         chunk: list[tuple[str, int]] = []
         total = 0
         for name in names:
-            size = self.store.size(name)
-            if size is None:
-                continue  # deleted since the listing (another pass committed it)
+            size = sizes[name]
             if chunk and total + size > self.max_bundle_bytes:
                 yield chunk
                 chunk, total = [], 0
@@ -195,20 +195,24 @@ class Bundler:
 
     def _write_bundle(self, bundle: str, chunk: list[tuple[str, int]]) -> dict[str, tuple[str, int, int]]:
         """Spool the originals to a temporary file (memory stays flat), check each is one gzip
-        stream of the size listed, upload, and check the uploaded size."""
+        stream, upload, and check the uploaded size."""
         members: dict[str, tuple[str, int, int]] = {}
         with tempfile.TemporaryFile() as spool:
             offset = 0
             for name, _ in chunk:
-                data = self.store.stored(name)
+                try:
+                    data = self.store.stored(name)
+                except NotFoundError:
+                    continue  # deleted since the listing (another pass committed it)
                 gzip.decompress(data)  # a damaged original fails here, before anything is committed
                 spool.write(data)
                 members[name] = (bundle, offset, len(data))
                 offset += len(data)
             spool.seek(0)
             self.store.put_file(bundle, spool, offset)
-        if self.store.size(bundle) != offset:
-            raise CollectorError(f"bundle {bundle} was not stored whole ({self.store.size(bundle)} of {offset} bytes)")
+        stored = self.store.size(bundle)
+        if stored != offset:
+            raise CollectorError(f"bundle {bundle} was not stored whole ({stored} of {offset} bytes)")
         return members
 
 
