@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 # The arrays flattened by Name, and the value fields of each (ModifiedProperties has two).
@@ -121,18 +121,44 @@ def keyed(record: Mapping[str, Any]) -> dict[str, str]:
     """Every named array's entries as `Array.Name` (`ModifiedProperties.Name.NewValue`) → text. A
     repeated name keeps each distinct value once, joined with newlines in order of appearance."""
     out: dict[str, str] = {}
-    for array, fields in NAMED_ARRAYS.items():
-        items = record.get(array)
-        if items is None:
-            continue
-        for name, field, raw in _named_items(array, items):
-            key = f"{array}.{name}" if len(fields) == 1 else f"{array}.{name}.{field}"
-            value = text(raw)
-            if key not in out:
-                out[key] = value
-            elif value not in out[key].split("\n"):
-                out[key] = out[key] + "\n" + value
+    for array in NAMED_ARRAYS:
+        out.update(keyed_array(record, array))
     return out
+
+
+def keyed_array(record: Mapping[str, Any], array: str) -> dict[str, str]:
+    """`keyed(record)` restricted to one named array (its keys all start with `array.`)."""
+    out: dict[str, str] = {}
+    items = record.get(array)
+    if items is None:
+        return out
+    fields = NAMED_ARRAYS[array]
+    if len(fields) == 1 and isinstance(items, list):
+        # The usual shape, `[{"Name", "Value"}]`, read in one loop: this runs for every record a
+        # rule reads by name (what _named_items and text would do, without their calls).
+        prefix, field = array + ".", fields[0]
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            name = item.get("Name")
+            name = name.strip() if name.__class__ is str else text(name)
+            if not name or field not in item:
+                continue
+            raw = item[field]
+            _add(out, prefix + name, raw.strip() if raw.__class__ is str else text(raw))
+        return out
+    single = len(fields) == 1
+    for name, field, raw in _named_items(array, items):
+        _add(out, f"{array}.{name}" if single else f"{array}.{name}.{field}", text(raw))
+    return out
+
+
+def _add(out: dict[str, str], key: str, value: str) -> None:
+    known = out.get(key)
+    if known is None:
+        out[key] = value
+    elif value not in known.split("\n"):
+        out[key] = known + "\n" + value
 
 
 def named(items: Any, name: str, field: str = "Value") -> Any:
@@ -163,48 +189,169 @@ def _walk(value: Any, steps: list[str]) -> Iterator[Any]:
     if step in value:
         yield from _walk(value[step], steps[1:])
         return
-    lowered = step.lower()
-    for key, child in value.items():
-        if isinstance(key, str) and key.lower() == lowered:
+    lowered, size = step.lower(), len(step)
+    for key, child in value.items():  # names differ in case only: the length first, it is cheap
+        if isinstance(key, str) and len(key) == size and key.lower() == lowered:
             yield from _walk(child, steps[1:])
             return
 
 
+Reader = Callable[["KeyedRecord"], list[str]]
+
+
 class KeyedRecord:
     """One raw record read by field name: keyed arrays first, then a dotted path into the record.
-    The keyed mapping is built on first use only (most records are never asked for one)."""
+    Each array's keyed mapping is built on first use only, and only for the array asked for: most
+    records are never asked for one, and a rule reading `ExtendedProperties.UserAgent` need not
+    flatten `ModifiedProperties` (the detection rules' ingest cost, docs/performance.md)."""
 
-    __slots__ = ("_keyed", "_lower", "record")
+    __slots__ = ("_arrays", "_lower", "_scanned", "record")
 
     def __init__(self, record: Mapping[str, Any]) -> None:
         self.record = record
-        self._keyed: dict[str, str] | None = None
-        self._lower: dict[str, str] | None = None
+        self._arrays: dict[str, dict[str, str]] = {}
+        self._lower: dict[str, dict[str, str]] = {}
+        self._scanned: dict[str, int] = {}
 
     @property
     def keyed(self) -> dict[str, str]:
-        if self._keyed is None:
-            self._keyed = keyed(self.record)
-        return self._keyed
+        out: dict[str, str] = {}
+        for array in NAMED_ARRAYS:
+            out.update(self._array(array))
+        return out
 
     def values(self, path: str) -> list[str]:
         """Every text value at `path` (empty values dropped); [] when the record has none."""
-        head = path.split(".", 1)[0]
-        if head in NAMED_ARRAYS or head.lower() in _NAMED_LOWER:
-            found = self.keyed.get(path)
-            if found is None:
-                if self._lower is None:
-                    self._lower = {key.lower(): value for key, value in self.keyed.items()}
-                found = self._lower.get(path.lower())
-            if found is not None:
-                return [part for part in found.split("\n") if part]
-            if head in NAMED_ARRAYS:
-                return []
-        return [value for value in (text(v) for v in _walk(self.record, path.split("."))) if value]
+        return reader(path)(self)
 
     def first(self, path: str) -> str:
         found = self.values(path)
         return found[0] if found else ""
 
+    def _array(self, array: str) -> dict[str, str]:
+        found = self._arrays.get(array)
+        if found is None:
+            found = self._arrays[array] = keyed_array(self.record, array)
+        return found
 
-_NAMED_LOWER = {name.lower() for name in NAMED_ARRAYS}
+    def _named(self, array: str, path: str, lowered: str) -> str | None:
+        mapping = self._arrays.get(array)
+        if mapping is None:
+            # The first two names asked of an array are scanned for (most records are asked one or
+            # two); a third builds the mapping once, cheaper than scanning for each of many.
+            scans = self._scanned.get(array, 0)
+            if scans < 2:
+                self._scanned[array] = scans + 1
+                found = _scan(self.record.get(array), array, path, lowered)
+                if found is not _UNDECIDED:
+                    return found
+            mapping = self._array(array)
+        found = mapping.get(path)
+        if found is None:
+            lower = self._lower.get(array)
+            if lower is None:  # names are matched case-insensitively when the exact one is absent
+                lower = self._lower[array] = {key.lower(): value for key, value in mapping.items()}
+            found = lower.get(lowered)
+        return found
+
+    def _top(self, name: str, lowered: str) -> list[str]:
+        """A top-level field (`_walk` with one step, its usual case made short)."""
+        record = self.record
+        value = record.get(name)
+        if value is None:
+            if name in record:
+                return []
+            size = len(name)
+            for key, child in record.items():  # the length first, as _walk does
+                if isinstance(key, str) and len(key) == size and key.lower() == lowered:
+                    value = child
+                    break
+            else:
+                return []
+        kind = value.__class__
+        if kind is str:
+            value = value.strip()
+            return [value] if value else []
+        if kind is int or kind is float:
+            return [str(value)]
+        return [found for found in (text(v) for v in _walk(value, [])) if found]
+
+    def _path(self, steps: list[str]) -> list[str]:
+        return [found for found in (text(v) for v in _walk(self.record, steps)) if found]
+
+
+_UNDECIDED = "\x00undecided"
+
+
+def _scan(items: Any, array: str, path: str, lowered: str) -> str | None:
+    """What `keyed_array(record, array)` holds at `path`, read off a `[{"Name", "Value"}]` list
+    without building the mapping (one pass, most records ask for one or two names); _UNDECIDED
+    for anything else: another shape, names differing in case only, values holding newlines."""
+    fields = NAMED_ARRAYS[array]
+    if items is None:
+        return None
+    if len(fields) != 1 or not isinstance(items, list):
+        return _UNDECIDED
+    field, prefix = fields[0], len(array) + 1
+    name, size = path[prefix:], len(path) - prefix
+    found: list[str] = []
+    lowered = lowered[prefix:]
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        given = item.get("Name")
+        if given.__class__ is not str:
+            return _UNDECIDED
+        length = len(given)
+        if length < size:
+            continue  # too short to be the name, stripped or not (the usual case: lengths first)
+        if length > size:
+            given = given.strip()
+            if len(given) != size:
+                continue
+        if given != name:
+            if given.lower() == lowered:
+                return _UNDECIDED  # names differing in case only: the mapping's reading decides
+            continue
+        if field not in item:
+            continue
+        raw = item[field]
+        value = raw.strip() if raw.__class__ is str else text(raw)
+        if "\n" in value:
+            return _UNDECIDED
+        if value not in found:
+            found.append(value)
+    return "\n".join(found) if found else None
+
+
+def reader(path: str) -> Reader:
+    """`KeyedRecord.values(path)` with the reading of `path` decided once (the rules' fields)."""
+    found = _READERS.get(path)
+    if found is None:
+        if len(_READERS) >= 10_000:  # paths come from rules; stay bounded whatever asks
+            _READERS.clear()
+        found = _READERS[path] = _make_reader(path)
+    return found
+
+
+def _make_reader(path: str) -> Reader:
+    steps = path.split(".")
+    lowered = path.lower()
+    head = steps[0]
+    array = head if head in NAMED_ARRAYS else _NAMED_LOWER.get(head.lower())
+    if array is not None:
+        strict = head in NAMED_ARRAYS  # `Parameters.X`: only the keyed view; `parameters.x`: else a path
+
+        def named(view: KeyedRecord) -> list[str]:
+            found = view._named(array, path, lowered)
+            if found is not None:
+                return [part for part in found.split("\n") if part] if "\n" in found else ([found] if found else [])
+            return [] if strict else view._path(steps)
+        return named
+    if len(steps) == 1:
+        return lambda view: view._top(path, lowered)
+    return lambda view: view._path(steps)
+
+
+_READERS: dict[str, Reader] = {}
+_NAMED_LOWER = {name.lower(): name for name in NAMED_ARRAYS}

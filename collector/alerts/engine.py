@@ -22,22 +22,23 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from azure.core.exceptions import AzureError
 
 from ..index import IndexItem
-from ..models import ContentRef
+from ..models import FIELDS, ContentRef
 from ..timeutil import format_iso
-from .rules import Event, Rule, numbers
+from .rules import Event, Predicate, Rule, field_reader, numbers
 
 log = logging.getLogger(__name__)
 
 MAX_RECORD_IDS = 50  # recordIds of one alert (count says how many records there were)
 FIRED_CACHE = 10_000  # alert ids this process knows are stored and queued
+OPERATION_CACHE = 10_000  # distinct operations whose rules are known (a tenant has a few hundred)
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,52 @@ class AlertOutbox(Protocol):
     def send(self, alert: Alert) -> None: ...
 
 
-@dataclass(frozen=True)
-class WindowRow:
+class WindowRow(NamedTuple):
     record: str  # the record id (a window counts each once)
     values: Mapping[str, str | float]  # the fields its threshold tests read
+
+
+class _Plan:
+    """A rule as the engine's hot loop reads it: its kind, window and fields' readers decided once."""
+
+    __slots__ = ("key", "kind", "row", "rule", "seconds")
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.kind = rule.kind
+        self.seconds = int(rule.window.total_seconds()) if rule.window is not None else 0
+        self.key = tuple(_first_lower(name) for name in rule.key)
+        tests = rule.threshold.tests if rule.threshold is not None else ()
+        # (field, summed, reader) of each distinct/sum test, in order: a later test of a field wins.
+        self.row: tuple[tuple[str, bool, Callable[[Event], Any]], ...] = tuple((test.field, test.measure == "sum",
+                          field_reader(test.field) if test.measure == "sum" else _first_lower(test.field))
+                         for test in tests if test.measure in ("distinct", "sum"))
+
+    def key_of(self, event: Event) -> tuple[str, ...]:
+        """Rule.key_of, with the readers chosen once."""
+        if len(self.key) == 1:
+            return (self.key[0](event),)
+        return tuple(read(event) for read in self.key)
+
+    def row_values(self, event: Event) -> dict[str, str | float]:
+        """What a window row keeps of a record: distinct fields' first value (lower case), summed
+        fields' first number (0 when none)."""
+        values: dict[str, str | float] = {}
+        for name, summed, read in self.row:
+            values[name] = sum(numbers(read(event))[:1]) if summed else read(event)
+        return values
+
+
+def _first_lower(name: str) -> Callable[[Event], str]:
+    """`event.first(name).lower()`, the entry's text fields read directly."""
+    if name in FIELDS and name != "recordType":
+        return lambda event: str(getattr(event.entry, name)).lower()
+    read = field_reader(name)
+
+    def first(event: Event) -> str:
+        found = read(event)
+        return found[0].lower() if found else ""
+    return first
 
 
 @dataclass
@@ -137,16 +180,13 @@ class AlertEngine:
         self.tenant_id = tenant_id
         self.stats = EngineStats()
         self._fired: dict[str, None] = {}
-        # Rules by the operations they can match: a record is tested only against its operation's rules.
-        self._by_operation: dict[str, list[Rule]] = {}
-        self._any_operation: list[Rule] = []
-        self._generic_for: dict[str, tuple[Rule, ...]] = {}
-        for rule in self.rules:
-            if rule.operations is None:
-                self._any_operation.append(rule)
-            else:
-                for operation in rule.operations:
-                    self._by_operation.setdefault(operation, []).append(rule)
+        self._tenant = tenant_id.lower()
+        self._plans = [_Plan(rule) for rule in self.rules]
+        self._window_ids: dict[tuple[str, tuple[str, ...], datetime], tuple[str, str]] = {}
+        # Per distinct operation, the rules that can match its records, each with its condition
+        # less the operation tests (None: every record of the operation matches). A day holds a few
+        # hundred operations, so this is built a few hundred times and read once per record.
+        self._for_operation: dict[str, tuple[tuple[_Plan, Predicate | None], ...]] = {}
 
     def observe(self, records: Sequence[Mapping[str, Any]], items: Sequence[IndexItem], ref: ContentRef) -> EngineStats:
         """Match one content blob's records (as indexed) and raise their alerts. A rule's failure is
@@ -164,46 +204,48 @@ class AlertEngine:
         return self.stats
 
     def _observe(self, records: Sequence[Mapping[str, Any]], items: Sequence[IndexItem], ref: ContentRef) -> None:
-        windows: dict[tuple[str, tuple[str, ...], datetime], dict[str, tuple[WindowRow, Event]]] = {}
-        named = {rule.name: rule for rule in self.rules}
-        by_operation, generic = self._by_operation, self._any_operation
+        # The hot loop of the rules' ingest cost (docs/performance.md "alerts"): per record one cache
+        # lookup by operation, then only the rules (plans) and tests that operation leaves.
+        windows: dict[tuple[_Plan, tuple[str, ...], int], dict[str, tuple[dict[str, str | float], Event]]] = {}
+        cache = self._for_operation
+        matched = 0
         self.stats.records += len(items)
-        for item in items:
-            operation = item.entry.operation.lower()
-            candidates = by_operation.get(operation)
-            gated = self._generic_for.get(operation)
-            if gated is None:  # which rules without an operation list can match this operation (few distinct)
-                gated = self._generic_for[operation] = tuple(
-                    rule for rule in generic if rule.operation_gate is None or rule.operation_gate(operation))
-            if not candidates and not gated:
-                continue
-            event: Event | None = None
-            for rule in (*(candidates or ()), *gated):
-                if event is None:
-                    event = Event(item.entry, records[item.position])
-                try:
-                    if not rule.matches(event):
-                        continue
-                    self.stats.matched += 1
-                    if rule.kind == "event":
-                        self.raise_alert(self._event_alert(rule, event))
-                    elif rule.kind == "first-seen":
-                        self._first_seen(rule, event, item.when)
-                    else:
-                        assert rule.window is not None
-                        key = rule.key_of(event)
-                        start, _ = bucket(item.when, rule.window)
-                        rows = windows.setdefault((rule.name, key, start), {})
-                        record = self._record_key(event)
-                        rows[record] = (WindowRow(record, self._row_values(rule, event)), event)
-                except AzureError:
-                    raise
-                except Exception:  # noqa: BLE001 - one rule's failure spares the others
-                    self.stats.errors += 1
-                    log.exception("alerts.rule_failed %s on %s", rule.name, item.entry.id,
-                                  extra={"rule": rule.name, "contentType": ref.content_type, "contentId": ref.content_id})
-        for (name, key, start), rows in windows.items():
-            rule = named[name]
+        try:
+            for item in items:
+                candidates = cache.get(item.entry.operation)
+                if candidates is None:
+                    candidates = self._rules_for(item.entry.operation)
+                if not candidates:
+                    continue
+                event = Event(item.entry, records[item.position])
+                for plan, predicate in candidates:
+                    try:
+                        if predicate is not None and not predicate(event):
+                            continue
+                        matched += 1
+                        if plan.kind == "threshold":
+                            seconds = plan.seconds
+                            slot = (plan, plan.key_of(event), int(item.when.timestamp()) // seconds * seconds)
+                            rows = windows.get(slot)
+                            if rows is None:
+                                rows = windows[slot] = {}
+                            rows[self._record_key(event)] = (plan.row_values(event), event)
+                        elif plan.kind == "event":
+                            self.raise_alert(self._event_alert(plan.rule, event))
+                        else:
+                            self._first_seen(plan.rule, event, item.when)
+                    except AzureError:
+                        raise
+                    except Exception:  # noqa: BLE001 - one rule's failure spares the others
+                        self.stats.errors += 1
+                        log.exception("alerts.rule_failed %s on %s", plan.rule.name, item.entry.id,
+                                      extra={"rule": plan.rule.name, "contentType": ref.content_type,
+                                             "contentId": ref.content_id})
+        finally:
+            self.stats.matched += matched
+        for (plan, key, epoch_start), rows in windows.items():
+            rule = plan.rule
+            start = datetime.fromtimestamp(epoch_start, UTC)
             try:
                 self._window(rule, key, start, rows)
             except AzureError:
@@ -213,11 +255,25 @@ class AlertEngine:
                 log.exception("alerts.rule_failed %s window %s", rule.name, format_iso(start),
                               extra={"rule": rule.name, "contentType": ref.content_type, "contentId": ref.content_id})
 
+    def _rules_for(self, operation: str) -> tuple[tuple[_Plan, Predicate | None], ...]:
+        if len(self._for_operation) >= OPERATION_CACHE:  # hostile or drifting input: stay bounded
+            self._for_operation.clear()
+        found = []
+        for plan in self._plans:
+            predicate = plan.rule.for_operation(operation)
+            if predicate is not False:
+                found.append((plan, None if predicate is True else predicate))
+        self._for_operation[operation] = result = tuple(found)
+        return result
+
     # -- the three kinds
 
     def _record_key(self, event: Event) -> str:
-        org = event.entry.organizationId.lower()
-        return event.entry.id if not org or org == self.tenant_id.lower() else f"{event.entry.id}|{org}"
+        org = event.entry.organizationId
+        if not org:
+            return event.entry.id
+        org = org.lower()
+        return event.entry.id if org == self._tenant else f"{event.entry.id}|{org}"
 
     def _event_alert(self, rule: Rule, event: Event) -> Alert:
         entry = event.entry
@@ -236,13 +292,20 @@ class AlertEngine:
                           _summary(rule, entry.operation, entry.user, entry.object) + f" (first in {_span(rule.window)})",
                           (entry.id,), 1, "first-seen", dict(zip(rule.key, key, strict=True))))
 
-    def _window(self, rule: Rule, key: tuple[str, ...], start: datetime, rows: Mapping[str, tuple[WindowRow, Event]]) -> None:
+    def _window(self, rule: Rule, key: tuple[str, ...], start: datetime,
+                rows: Mapping[str, tuple[Mapping[str, str | float], Event]]) -> None:
         assert rule.window is not None and rule.threshold is not None
-        digest = key_hash(key)
-        identity = alert_id(rule.name, digest, str(int(start.timestamp())))
+        slot = (rule.name, key, start)
+        ids = self._window_ids.get(slot)
+        if ids is None:  # a window is met by many blobs: its two hashes once
+            if len(self._window_ids) >= FIRED_CACHE:
+                self._window_ids.clear()
+            digest = key_hash(key)
+            ids = self._window_ids[slot] = (digest, alert_id(rule.name, digest, str(int(start.timestamp()))))
+        digest, identity = ids
         if identity in self._fired:
             return  # stored and queued by this process already: the window is closed for us
-        self.windows.add(rule.name, digest, start, [row for row, _ in rows.values()])
+        self.windows.add(rule.name, digest, start, [WindowRow(record, values) for record, (values, _) in rows.items()])
         stored = self.windows.rows(rule.name, digest, start, limit=_ROW_LIMIT)
         measures = measure(rule, stored)
         if not rule.threshold.holds(measures):
@@ -253,20 +316,9 @@ class AlertEngine:
         where = ", ".join(f"{name}={value}" for name, value in zip(rule.key, key, strict=True) if value)
         summary = (f"{rule.description} {len(stored)} records in {_span(rule.window)} from {format_iso(start)}"
                    f"{f' ({where})' if where else ''}: {rule.threshold.describe()}")
-        ids = tuple(sorted(row.record.split("|", 1)[0] for row in stored))[:MAX_RECORD_IDS]
-        self.raise_alert(Alert(identity, rule.name, rule.severity, start, user, summary, ids, len(stored), "threshold",
+        records = tuple(sorted(row.record.split("|", 1)[0] for row in stored))[:MAX_RECORD_IDS]
+        self.raise_alert(Alert(identity, rule.name, rule.severity, start, user, summary, records, len(stored), "threshold",
                           dict(zip(rule.key, key, strict=True)), start + rule.window))
-
-    @staticmethod
-    def _row_values(rule: Rule, event: Event) -> dict[str, str | float]:
-        assert rule.threshold is not None
-        values: dict[str, str | float] = {}
-        for test in rule.threshold.tests:
-            if test.measure == "distinct":
-                values[test.field] = event.first(test.field).lower()
-            elif test.measure == "sum":
-                values[test.field] = sum(numbers(event.values(test.field))[:1])
-        return values
 
     # -- storing and queueing
 
