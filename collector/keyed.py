@@ -67,7 +67,8 @@ KEY_FIELDS: Mapping[str, tuple[str, ...]] = {
 }
 
 # `-Name "value"`, `-Name 'value'`, `-Name value` or a bare switch `-Name` (then "True").
-_CMDLINE = re.compile(r"""(?:^|\s)-([A-Za-z][\w-]*)(?::|\s+)?(?:"([^"]*)"|'([^']*)'|(?!-)(\S+))?""")
+# The separator belongs to the value: a bare switch must leave the space before the next `-Name`.
+_CMDLINE = re.compile(r"""(?:^|\s)-([A-Za-z][\w-]*)(?:(?::|\s+)(?:"([^"]*)"|'([^']*)'|(?!-)(\S+)))?""")
 
 
 def text(value: Any, *, sort_keys: bool = True) -> str:
