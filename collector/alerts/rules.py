@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..keyed import KeyedRecord
+from ..keyed import NAMED_ARRAYS, KeyedRecord
 from ..keyed import reader as keyed_reader
 from ..models import FIELDS, AuditEntry
 
@@ -178,10 +178,8 @@ def load_rules(user: str | None = None, *, builtin: Path = BUILTIN_RULES) -> lis
         specs = merge(specs, _specs(user, "the user rules (ALERT_RULES_JSON / ALERT_RULES_BLOB)", problems), problems)
     rules = []
     for spec in specs:
-        if spec.get("enabled", True) is False:
-            continue
-        rule = compile_rule(spec, problems)
-        if rule is not None:
+        rule = compile_rule(spec, problems)  # a switched-off rule is checked too: it must work when switched on
+        if rule is not None and spec.get("enabled", True) is not False:
             rules.append(rule)
     if problems:
         raise ConfigError(problems)
@@ -195,6 +193,8 @@ def _specs(text: str, where: str, problems: list[str]) -> list[dict[str, Any]]:
         problems.append(f"{where} are not JSON: {exc}")
         return []
     if isinstance(data, dict):
+        for unknown in sorted(set(data) - {"rules"}):
+            problems.append(f'{where}: unknown key {unknown!r} (the object holds "rules": [...])')
         data = data.get("rules")
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         problems.append(f'{where} must be a JSON list of rule objects, or {{"rules": [...]}}')
@@ -207,13 +207,21 @@ def merge(builtin: Sequence[dict[str, Any]], user: Sequence[dict[str, Any]], pro
     by_name: dict[str, dict[str, Any]] = {}
     for spec in builtin:
         by_name[str(spec.get("name"))] = dict(spec)
+    given: set[str] = set()
     for spec in user:
         name = spec.get("name")
         if not isinstance(name, str) or not name:
             problems.append(f"a user rule has no name: {json.dumps(spec)[:120]}")
             continue
+        if name in given:  # the second would silently replace fields of the first
+            problems.append(f"rule {name!r}: name: given twice in the user rules (one object per rule)")
+            continue
+        given.add(name)
         if name in by_name:
             by_name[name] = {**by_name[name], **spec}
+        elif spec.get("enabled") is False and "kind" not in spec:  # a switch-off of a rule that is not there
+            problems.append(f"rule {name!r}: enabled: there is no built-in rule of this name to switch off "
+                            f"(docs/alerts.md lists them)")
         else:
             by_name[name] = dict(spec)
     return list(by_name.values())
@@ -254,6 +262,8 @@ def compile_rule(spec: Mapping[str, Any], problems: list[str]) -> Rule | None:
     description = spec.get("description")
     if not isinstance(description, str) or not description.strip():
         problem("description", "must be a non-empty text")
+    if "source" in spec and not isinstance(spec["source"], str):
+        problem("source", "must be a text (which published rule this one follows)")
     if "enabled" in spec and not isinstance(spec["enabled"], bool):
         problem("enabled", "must be true or false")
     number = spec.get("number")
@@ -264,9 +274,14 @@ def compile_rule(spec: Mapping[str, Any], problems: list[str]) -> Rule | None:
         problem("window", f"must be a duration such as 5m, 1h, 7d or PT15M of at most {MAX_WINDOW.days} days, "
                           f"got {spec.get('window')!r}")
     key = spec.get("key", [])
-    if not isinstance(key, list) or not all(isinstance(k, str) and k for k in key):
+    key_given = isinstance(key, list) and all(isinstance(k, str) and k for k in key)
+    if not key_given:
         problem("key", "must be a list of field names")
         key = []
+    for name_in_key in key:
+        wrong = field_name_problem(name_in_key)
+        if wrong:
+            problem("key", wrong)
     condition: Condition = False
     threshold: Threshold | None = None
     check = ""
@@ -274,26 +289,41 @@ def compile_rule(spec: Mapping[str, Any], problems: list[str]) -> Rule | None:
         check = str(spec.get("check", ""))
         if check not in HEALTH_CHECKS:
             problem("check", f"must be one of {', '.join(HEALTH_CHECKS)}, got {spec.get('check')!r}")
-        if check in ("feed-silent", "feed-empty", "queue-stuck") and window is None:
+        if check in ("feed-silent", "feed-empty", "queue-stuck") and "window" not in spec:
             problem("window", f"a {check} check needs a window (how long a silence it tolerates)")
+        if check in ("poison", "subscription-disabled") and "window" in spec:
+            problem("window", f"a {check} check has none (it fires on the state itself)")
+        for ignored in ("match", "key", "threshold"):  # they would be accepted and never read
+            if ignored in spec:
+                problem(ignored, "health rules have none (they watch AuditKeep itself, not records)")
     elif kind in KINDS:
+        if "check" in spec:
+            problem("check", f"only health rules have one (this is {_a(kind)} rule)")
+        if kind == "event":
+            for ignored in ("key", "window"):
+                if ignored in spec:
+                    problem(ignored, "only threshold and first-seen rules have one (an event rule fires on each match)")
         if "match" not in spec:
             problem("match", "is required")
         else:
             condition = _condition(spec["match"], "match", problem)
-        if kind in ("threshold", "first-seen") and not key:
+        if kind in ("threshold", "first-seen") and not key and key_given:  # (a bad one is reported above)
             problem("key", f"a {kind} rule needs the fields that group its records")
-        if kind in ("threshold", "first-seen") and window is None:
+        if kind in ("threshold", "first-seen") and "window" not in spec:
             problem("window", f"a {kind} rule needs a window")
         if kind == "threshold":
             threshold = _threshold(spec.get("threshold"), problem)
         elif "threshold" in spec:
-            problem("threshold", f"only threshold rules have one (this is a {kind} rule)")
+            problem("threshold", f"only threshold rules have one (this is {_a(kind)} rule)")
     if len(problems) > before:
         return None
     return Rule(name=str(name), kind=str(kind), severity=str(severity), description=str(description).strip(),
                 source=str(spec.get("source", "")), number=number, key=tuple(key), window=window, threshold=threshold,
                 check=check, match_spec=spec.get("match"), condition=condition)
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 def _never(_: Event) -> bool:
@@ -314,6 +344,10 @@ def _threshold(spec: Any, problem: Callable[[str, str], None]) -> Threshold | No
             continue
         head, distinct, summed, op, value = match.groups()
         measure = "count" if head == "count" else ("distinct" if distinct else "sum")
+        wrong = field_name_problem(distinct or summed) if measure != "count" else None
+        if wrong:
+            problem("threshold", f"{test!r}: {wrong}")
+            continue
         if measure != "sum" and op in (">=", ">", "==") and int(value) > MAX_THRESHOLD:
             problem("threshold", f"{test!r}: at most {MAX_THRESHOLD} records per window are counted")
         parsed.append(Aggregate(measure, distinct or summed or "", op, float(value), test.strip()))
@@ -424,7 +458,27 @@ def _condition(spec: Any, where: str, problem: Callable[[str, str], None]) -> Co
     if len(ops) != 1 or ops[0] not in FIELD_OPS:
         problem(f"{where} ({name})", f"needs exactly one test of {', '.join(FIELD_OPS)}, got {ops}")
         return False
+    wrong = field_name_problem(name) or (field_name_problem(spec[ops[0]]) if ops[0] == "externalTo"
+                                          and isinstance(spec[ops[0]], str) and spec[ops[0]] else None)
+    if wrong:
+        problem(f"{where} ({name})", wrong)
+        return False
     return _field_test(name, ops[0], spec[ops[0]], f"{where} ({name})", problem)
+
+
+def field_name_problem(name: str) -> str | None:
+    """Why a field name can never read a value (it would be accepted and never match), or None."""
+    parts = name.split(".")
+    if not all(part.strip() for part in parts):
+        return f"{name!r} is not a field name (an empty part between dots)"
+    array = next((known for known in NAMED_ARRAYS if known.lower() == parts[0].lower()), None)
+    if array is None:
+        return None
+    if len(parts) == 1:
+        return f"{name!r}: {array} is read by name, as {array}.<Name>"
+    if array == "ModifiedProperties" and (len(parts) < 3 or parts[-1].lower() not in ("oldvalue", "newvalue")):
+        return f"{name!r}: a modified property is read as ModifiedProperties.<Name>.OldValue or .NewValue"
+    return None
 
 
 def field_reader(name: str) -> Callable[[Event], list[str]]:
@@ -481,12 +535,12 @@ def _values_test(op: str, value: Any, where: str, problem: Callable[[str, str], 
     """The test of a field's values (any value passing passes); None with a problem when `value` is bad."""
     if op == "exists":
         if not isinstance(value, bool):
-            problem(where, "exists must be true or false")
+            problem(where, f"exists must be true or false, got {value!r}")
             return None
         return _nonempty if value else _empty
     if op in NUMBER_OPS:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            problem(where, f"{op} must be a number")
+            problem(where, f"{op} must be a number, got {value!r}")
             return None
         compare, bound = NUMBER_OPS[op], float(value)
 
@@ -518,7 +572,7 @@ def _values_test(op: str, value: Any, where: str, problem: Callable[[str, str], 
         return matches
     wanted = _texts(value)
     if wanted is None:
-        problem(where, f"{op} must be a text or a non-empty list of texts")
+        problem(where, f"{op} must be a text or a non-empty list of texts, got {json.dumps(value)[:80]}")
         return None
     if op in ("in", "equals"):
         allowed = frozenset(wanted)
