@@ -74,14 +74,6 @@ def key_hash(values: Sequence[str]) -> str:
     return hashlib.sha256("\x1f".join(values).encode("utf-8")).hexdigest()[:24]
 
 
-def bucket(when: datetime, length: timedelta) -> tuple[datetime, datetime]:
-    """The fixed window of `length` (aligned on the epoch) that holds `when`."""
-    seconds = int(length.total_seconds())
-    start = int(when.timestamp()) // seconds * seconds
-    begin = datetime.fromtimestamp(start, UTC)
-    return begin, begin + length
-
-
 # ------------------------------------------------------------------ collaborators
 
 
@@ -223,7 +215,7 @@ class AlertEngine:
                         if predicate is not None and not predicate(event):
                             continue
                         matched += 1
-                        if plan.kind == "threshold":
+                        if plan.kind == "threshold":  # fixed windows of event time, aligned on the epoch
                             seconds = plan.seconds
                             slot = (plan, plan.key_of(event), int(item.when.timestamp()) // seconds * seconds)
                             rows = windows.get(slot)
@@ -307,6 +299,8 @@ class AlertEngine:
             return  # stored and queued by this process already: the window is closed for us
         self.windows.add(rule.name, digest, start, [WindowRow(record, values) for record, (values, _) in rows.items()])
         stored = self.windows.rows(rule.name, digest, start, limit=_ROW_LIMIT)
+        if len(stored) < rule.threshold.min_rows:
+            return  # too few records for any count or distinct test to hold (most windows)
         measures = measure(rule, stored)
         if not rule.threshold.holds(measures):
             return

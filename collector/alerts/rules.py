@@ -124,6 +124,18 @@ class Threshold:
         results = (test.holds(measures) for test in self.tests)
         return any(results) if self.any else all(results)
 
+    @cached_property
+    def min_rows(self) -> int:
+        """Fewer window rows than this cannot hold (count and distinct never exceed the rows), so
+        the engine skips measuring such windows; 0 when no such bound is known (sum, <=, <)."""
+        bounds = []
+        for test in self.tests:
+            if test.measure == "sum" or test.op in ("<=", "<"):
+                bounds.append(0)
+            else:
+                bounds.append(int(test.value) + (1 if test.op == ">" else 0))
+        return min(bounds) if self.any else max(bounds)
+
     @property
     def fields(self) -> tuple[str, ...]:
         """The fields a window row must carry for these tests."""

@@ -111,3 +111,24 @@ def test_external_to_compares_domains_and_their_subdomains() -> None:
     assert not check(forwarding("megan@contoso.com", "a@contoso.com"))
     assert not check(forwarding("megan@contoso.com", '"Team" <team@mail.contoso.com>'))  # a subdomain is inside
     assert not check(forwarding("", "x@evil.example"))  # no inside domain: nothing is external
+
+
+def test_a_window_with_fewer_rows_than_min_rows_never_holds() -> None:
+    from collector.alerts.engine import WindowRow, measure  # the engine skips measuring such windows
+
+    for r in load_rules():
+        if r.threshold is None or not r.threshold.min_rows:
+            continue
+        fields = [test.field for test in r.threshold.tests if test.measure != "count"]
+        # The most a window of so few rows can reach: every row distinct in every field.
+        rows = [WindowRow(f"id{i}", {name: f"v{i}" for name in fields}) for i in range(r.threshold.min_rows - 1)]
+        assert not r.threshold.holds(measure(r, rows)), r.name
+        rows.append(WindowRow("last", {name: "last" for name in fields}))
+        assert len(rows) == r.threshold.min_rows
+    spray = next(r for r in load_rules() if r.name == "password-spray")
+    assert spray.threshold is not None and spray.threshold.min_rows == 15  # distinct(user) >= 15 bounds count >= 10
+    either = next(r for r in load_rules(json.dumps([{"name": "password-spray", "threshold": {"any": [
+        "count >= 40", "distinct(user) > 9"]}}])) if r.name == "password-spray")
+    assert either.threshold is not None and either.threshold.min_rows == 10
+    summed = next(r for r in load_rules() if r.name == "mail-items-excessive")
+    assert summed.threshold is not None and summed.threshold.min_rows == 0  # a sum has no such bound
