@@ -11,7 +11,7 @@
 
 Scans yield `collector.index.Hit` (order key, AuditEntry) exactly as the hot index's scans do, so
 the query layer can merge both tiers by order key and keep one cursor. Deltas (late records) are
-merged in. Row groups outside the wanted key range are never read: the manifest holds each group's
+merged in, and so are the parts of a day compacted in parts (layout.py). Row groups outside the wanted key range are never read: the manifest holds each group's
 key range, so a one-hour window of a day reads one time.parquet group.
 
 Blob reads: a file of at most SMALL_FILE bytes is read whole in one request; a larger one through
@@ -137,28 +137,34 @@ class DayReader:
         with order keys in [low, high)."""
         m = self.manifest
         bounds = _Bounds(after, low, high)
+        # A day compacted in parts: each part is sorted on its own, so their hits are merged by
+        # order key (a first page reads one group of each part).
+        mains = [self._part_hits(part, bounds, user, operation) for part in m.segments]
+        deltas = [self._delta_hits(d, user, operation, bounds) for d in m.deltas]
+        sources = [*mains, *deltas]
+        return heapq.merge(*sources, key=lambda hit: hit.key) if len(sources) > 1 else sources[0]
+
+    def _part_hits(self, part: layout.Part, bounds: _Bounds, user: str | None, operation: str | None) -> Iterator[Hit]:
         if user is not None:
             wanted = layout.user_hash(user)
             folded = user.casefold()
-            info = m.files[layout.RECORDS]
+            info = part.files[layout.RECORDS]
             groups = [i for i, g in enumerate(info.groups) if g[2] <= wanted <= g[3]]
             table = self._groups(info, groups, ["user_hash", *ENTRY_COLUMNS])
             if table.num_rows:
                 table = table.filter(pc.equal(table.column("user_hash"), wanted))
-            main = _hits(table, bounds, lambda row: str(row["user"]).casefold() == folded)
-        elif operation is not None:
+            return _hits(table, bounds, lambda row: str(row["user"]).casefold() == folded)
+        if operation is not None:
             folded = operation.casefold()
-            main = self._time_scan(bounds, m.operations.get(folded, []),
+            return self._time_scan(part, bounds, part.operations.get(folded, []),
                                    lambda row: str(row["operation"]).casefold() == folded)
-        else:
-            main = self._time_scan(bounds, range(len(m.files[layout.TIME].groups)), None)
-        deltas = [self._delta_hits(d, user, operation, bounds) for d in m.deltas]
-        return heapq.merge(main, *deltas, key=lambda hit: hit.key) if deltas else main
+        return self._time_scan(part, bounds, range(len(part.files[layout.TIME].groups)), None)
 
-    def _time_scan(self, bounds: _Bounds, groups: Iterable[int], keep: Callable[[dict[str, Any]], bool] | None) -> Iterator[Hit]:
-        """time.parquet groups (sorted by order key, so the groups are too) one at a time: a page
+    def _time_scan(self, part: layout.Part, bounds: _Bounds, groups: Iterable[int],
+                   keep: Callable[[dict[str, Any]], bool] | None) -> Iterator[Hit]:
+        """time file groups (sorted by order key, so the groups are too) one at a time: a page
         that stops early never reads the older groups."""
-        info = self.manifest.files[layout.TIME]
+        info = part.files[layout.TIME]
         for index in sorted(groups):
             first, last = info.groups[index][2], info.groups[index][3]
             if bounds.high is not None and str(first) >= bounds.high:
@@ -187,18 +193,19 @@ class DayReader:
         """The raw JSON bytes of the record with this id-view key (kid + org suffix), or None."""
         m = self.manifest
         wanted = layout.key_hash(key)
-        ids = m.files[layout.IDS]
-        groups = [i for i, g in enumerate(ids.groups) if g[2] <= wanted <= g[3]]
-        found = self._groups(ids, groups, ["key_hash", "row"])
-        if found.num_rows:
-            found = found.filter(pc.equal(found.column("key_hash"), wanted))
-        records = m.files[layout.RECORDS]
-        for row in (int(r) for r in found.column("row").to_pylist()):
-            for index, (first, count, _, _) in enumerate(records.groups):
-                if first <= row < first + count:
-                    table = self._groups(records, [index], ["order_key", "raw"])
-                    if layout.record_key(str(table.column("order_key")[row - first])) == key:
-                        return str(table.column("raw")[row - first]).encode("utf-8")
+        for part in m.segments:  # a key is in one part at most: parts hold disjoint keys
+            ids = part.files[layout.IDS]
+            groups = [i for i, g in enumerate(ids.groups) if g[2] <= wanted <= g[3]]
+            found = self._groups(ids, groups, ["key_hash", "row"])
+            if found.num_rows:
+                found = found.filter(pc.equal(found.column("key_hash"), wanted))
+            records = part.files[layout.RECORDS]
+            for row in (int(r) for r in found.column("row").to_pylist()):
+                for index, (first, count, _, _) in enumerate(records.groups):
+                    if first <= row < first + count:
+                        table = self._groups(records, [index], ["order_key", "raw"])
+                        if layout.record_key(str(table.column("order_key")[row - first])) == key:
+                            return str(table.column("raw")[row - first]).encode("utf-8")
         for delta in m.deltas:
             table = self._groups(delta, range(len(delta.groups)), ["order_key", "raw"])
             for order, raw in zip(table.column("order_key").to_pylist(), table.column("raw").to_pylist(), strict=True):
@@ -213,17 +220,20 @@ class DayReader:
         deployment), plus the deltas."""
         prefix = keys.kid(record_id) + "_"
         m = self.manifest
-        info = m.files[layout.TIME]
-        parquet = self._parquet(info)
-        column = parquet.schema_arrow.get_field_index("organizationId")
         own = {"", tenant_id}
-        groups = []
-        for index in range(parquet.metadata.num_row_groups):
-            stats = parquet.metadata.row_group(index).column(column).statistics
-            if stats is None or not stats.has_min_max or not (stats.min == stats.max and stats.min in own):
-                groups.append(index)
+        sources: list[tuple[layout.FileInfo, Iterable[int]]] = []
+        for part in m.segments:
+            info = part.files[layout.TIME]
+            parquet = self._parquet(info)
+            column = parquet.schema_arrow.get_field_index("organizationId")
+            groups = []
+            for index in range(parquet.metadata.num_row_groups):
+                stats = parquet.metadata.row_group(index).column(column).statistics
+                if stats is None or not stats.has_min_max or not (stats.min == stats.max and stats.min in own):
+                    groups.append(index)
+            sources.append((info, groups))
         found: set[str] = set()
-        for source, wanted in ((info, groups), *((d, range(len(d.groups))) for d in m.deltas)):
+        for source, wanted in (*sources, *((d, range(len(d.groups))) for d in m.deltas)):
             orders = self._groups(source, wanted, ["order_key"]).column("order_key").to_pylist()
             found |= {layout.record_key(o) for o in orders if layout.record_key(o).startswith(prefix)}
         return sorted(found)
@@ -235,9 +245,11 @@ class DayReader:
         by_hash = {layout.key_hash(k): k for k in record_keys}
         if not by_hash:
             return set()
-        ids = m.files[layout.IDS]
-        groups = [i for i, g in enumerate(ids.groups) if any(g[2] <= h <= g[3] for h in by_hash)]
-        hashes = set(self._groups(ids, groups, ["key_hash"]).column("key_hash").to_pylist())
+        hashes: set[int] = set()
+        for part in m.segments:
+            ids = part.files[layout.IDS]
+            groups = [i for i, g in enumerate(ids.groups) if any(g[2] <= h <= g[3] for h in by_hash)]
+            hashes |= set(self._groups(ids, groups, ["key_hash"]).column("key_hash").to_pylist())
         found = {k for h, k in by_hash.items() if h in hashes}
         wanted = set(by_hash.values())
         for delta in m.deltas:
@@ -246,10 +258,15 @@ class DayReader:
         return found
 
     def tables(self, columns: list[str]) -> Iterator[pa.Table]:
-        """Every record of the day (records.parquet row group by row group, then each delta) with
-        `columns`: what a merge rewrites, and what tests compare with the hot index."""
+        """Every record of the day (each part's records file row group by row group, then each
+        delta) with `columns`: what tests compare with the hot index."""
         m = self.manifest
-        for info in (m.files[layout.RECORDS], *m.deltas):
+        yield from self.file_tables([*(p.files[layout.RECORDS] for p in m.segments), *m.deltas], columns)
+
+    def file_tables(self, infos: Iterable[layout.FileInfo], columns: list[str]) -> Iterator[pa.Table]:
+        """The rows of these records-schema files (a part's records file, deltas), a row group at a
+        time: what a merge rewrites."""
+        for info in infos:
             for index in range(len(info.groups)):
                 yield self._groups(info, [index], columns)
 

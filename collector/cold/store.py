@@ -43,11 +43,13 @@ class ColdBlobStore:
                 raise
 
     def put_file(self, name: str, path: Path) -> int:
-        """Upload (overwrite: a rerun of a crashed attempt rewrites the same generation's names)."""
+        """Upload (overwrite: a rerun of a crashed attempt rewrites the same generation's names).
+        Parquet files, id filters, and a part's checkpoint (JSON)."""
+        content_type = "application/json" if name.endswith(".json") else "application/vnd.apache.parquet"
         with open(path, "rb") as handle:
             self.container.get_blob_client(name).upload_blob(
                 handle, overwrite=True, standard_blob_tier=self.tier, max_concurrency=2,
-                content_settings=ContentSettings(content_type="application/vnd.apache.parquet"))
+                content_settings=ContentSettings(content_type=content_type))
         return path.stat().st_size
 
     def get(self, name: str) -> tuple[bytes, str] | None:

@@ -15,8 +15,8 @@ from typing import IO, Any
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 
 from collector import api, keys
-from collector.index import IndexItem, entities_for, entry_from_entity
-from collector.models import AuditEntry, ContentRef, View
+from collector.index import IndexItem, entry_from_entity, view_payload
+from collector.models import AuditEntry, ContentRef
 from collector.normalize import normalize_record
 from simulator.synthetic import generate_blobs
 from tests.constants import OTHER_ORG, TENANT
@@ -93,15 +93,15 @@ class HotDay:
         records = json.loads(blob.body)
         self.blobs[blob.name] = records
         for item in index_items(blob):
-            for view, entity in entities_for(item, TENANT):
-                if view is View.TIME:
-                    day = keys.day_of(item.when)
-                    order = entity["RowKey"]
-                    key = order[10:]
-                    self.ids.setdefault(day, {})[key] = (blob.name, item.position, self.written_at)
-                    self.hot.setdefault(day, {})[key] = HotRecord(
-                        order, entry_from_entity(order, entity, TENANT), api.json_bytes(records[item.position]),
-                        blob.name, item.position)
+            # The hot index's order key and its payload codec (what its scans return); the index's
+            # entity layout is its own business (collector/index.py).
+            day = keys.day_of(item.when)
+            order = keys.order_key(item.when, item.entry.id, item.entry.organizationId, TENANT)
+            key = order[10:]
+            entry = entry_from_entity(order, {"d": view_payload(item.entry, TENANT)}, TENANT)
+            self.ids.setdefault(day, {})[key] = (blob.name, item.position, self.written_at)
+            self.hot.setdefault(day, {})[key] = HotRecord(order, entry, api.json_bytes(records[item.position]),
+                                                          blob.name, item.position)
 
     # -- compaction's Protocols
 
