@@ -41,12 +41,14 @@ def process_content_blob(message: func.QueueMessage) -> None:
 
 # ------------------------------------------------------------------ cold tier
 # Daily: closed days → Parquet, late records → deltas. Every day commits on its own (its manifest),
-# so a run cut short by the host's functionTimeout resumes with the next day it had not finished.
+# and a large day part by part, so a run cut short resumes at the first day or part not committed.
+# COMPACT_MAX_SECONDS stops the run between parts before host.json's functionTimeout, leaving time
+# for bundling and expiry; the log line cold.budget_spent names what is left for the next run.
 @app.timer_trigger(schedule="%COMPACT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def compact_cold_tier(timer: func.TimerRequest) -> None:
     services = bootstrap.services()
     if services.settings.cold_retention_days:  # 0: no cold tier (docs/retention.md)
-        services.compactor.run()
+        services.compactor.run(max_seconds=services.settings.compact_max_seconds or None)
     if services.settings.archive_bundles:  # closed days' raw blobs into a few bundles (docs/archive-bundles.md)
         services.bundler.run()
     services.expiry.run()  # after compaction: a hot day is dropped only once the cold tier holds it

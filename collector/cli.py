@@ -176,12 +176,18 @@ def cmd_compact(args: argparse.Namespace) -> int:
             through = datetime.strptime(args.through, "%Y-%m-%d").date()
         except ValueError:
             raise ConfigError([f"--through must be a day as YYYY-MM-DD, got {args.through!r}"]) from None
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        raise ConfigError([f"--max-seconds must be a positive number of seconds, got {args.max_seconds:g}"])
     services = Services(Settings.from_env())
     services.cold_store.ensure_container()
-    report = services.compactor.run(through=through, progress=_progress(args.quiet))
-    changed = [d for d in report.days if d.action != "unchanged"]
-    print(f"compacted {len(changed)} day(s), {report.records:,} record(s) written; "
-          f"{len(report.days) - len(changed)} day(s) unchanged")
+    report = services.compactor.run(through=through, progress=_progress(args.quiet), max_seconds=args.max_seconds)
+    changed = [d for d in report.days if d.action not in ("unchanged", "partial")]
+    unchanged = sum(d.action == "unchanged" for d in report.days)
+    print(f"compacted {len(changed)} day(s), {report.records:,} record(s) written; {unchanged} day(s) unchanged")
+    if report.left:
+        partial = [d for d in report.days if d.action == "partial"]
+        where = f" ({partial[0].parts_done} of {partial[0].parts} parts of {partial[0].day} done)" if partial else ""
+        print(f"stopped by --max-seconds: {len(report.left)} day(s) left from {report.left[0]}{where}; run again to continue")
     return 0
 
 
@@ -308,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     compact = sub.add_parser("compact", help="write closed index days to the cold tier (Parquet, docs/cold-tier.md)")
     compact.add_argument("--through", help="also compact days up to and including this one (YYYY-MM-DD), closed or not")
+    compact.add_argument("--max-seconds", type=float, help="stop between parts of a large day after this long "
+                         "(default: run to the end); the next run continues")
     compact.add_argument("--quiet", action="store_true", help="no progress lines")
     compact.set_defaults(func=cmd_compact)
 

@@ -166,6 +166,9 @@ class Settings:
     archive_container: str = "audit-archive"  # AUDIT_ARCHIVE_CONTAINER
     archive_bundles: bool = True  # ARCHIVE_BUNDLES: join closed days' raw blobs into bundles (docs/archive-bundles.md)
     cold_container: str = "audit-cold"  # AUDIT_COLD_CONTAINER: the cold tier's Parquet files (docs/cold-tier.md)
+    # COMPACT_MAX_SECONDS: the compaction timer stops between parts of a large day after this (0 = no limit),
+    # well inside host.json's functionTimeout (30 min), leaving time for bundling and expiry
+    compact_max_seconds: int = 1200
     queue_name: str = "audit-content"  # AUDIT_QUEUE_NAME (poison queue: <name>-poison)
     table_prefix: str = "audit"  # AUDIT_TABLE_PREFIX: index/state table names start with it
     reindex_queue: str = "audit-reindex"  # AUDIT_REINDEX_QUEUE: reindex requests (collector/reindex.py)
@@ -403,6 +406,7 @@ class _Reader:
             archive_container=container,
             archive_bundles=self.boolean("ARCHIVE_BUNDLES", True),
             cold_container=cold_container,
+            compact_max_seconds=self.integer("COMPACT_MAX_SECONDS", 1200, 0, 24 * 3600),
             queue_name=queue,
             table_prefix=prefix,
             reindex_queue=reindex_queue,
@@ -552,7 +556,7 @@ ENVIRONMENT_VARIABLES = (
     "COLLECT_INITIAL_LOOKBACK_HOURS", "COLLECT_OVERLAP_MINUTES", "COLLECT_MAX_RUNTIME_SECONDS",
     "AUDIT_MAX_DEQUEUE_COUNT", "AUDIT_STORAGE_CONNECTION_STRING", "AUDIT_STORAGE_ACCOUNT_NAME",
     "AUDIT_STORAGE_ENDPOINT_SUFFIX", "AZURE_CLIENT_ID", "AUDIT_ARCHIVE_CONTAINER", "AUDIT_QUEUE_NAME",
-    "AUDIT_TABLE_PREFIX", "AUDIT_COLD_CONTAINER", "QUERY_MAX_RANGE_DAYS", "QUERY_MAX_EXPORT_ROWS",
+    "AUDIT_TABLE_PREFIX", "AUDIT_COLD_CONTAINER", "COMPACT_MAX_SECONDS", "QUERY_MAX_RANGE_DAYS", "QUERY_MAX_EXPORT_ROWS",
     "M365_ALLOW_CUSTOM_HOSTS", "ARCHIVE_BUNDLES", "HEALTH_LAG_MINUTES", "HEALTH_MAX_WAIT_MINUTES", "HEALTH_MAX_LAG_HOURS",
     "RETENTION_PRESET", "HOT_INDEX_RETENTION_DAYS", "COLD_RETENTION_DAYS", "ARCHIVE_RETENTION_DAYS",
     "ARCHIVE_IMMUTABILITY_DAYS",

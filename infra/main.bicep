@@ -70,6 +70,11 @@ param collectSchedule string = '0 */5 * * * *'
 @description('Optional. NCRONTAB schedule (6 fields, UTC) of the cold-tier compaction timer (COMPACT_SCHEDULE).')
 param compactSchedule string = '0 30 3 * * *'
 
+@description('Optional. Seconds after which the compaction timer stops between parts of a large day (COMPACT_MAX_SECONDS; 0 = no limit); keep it well under host.json functionTimeout (1800 s). The next run continues.')
+@minValue(0)
+@maxValue(86400)
+param compactMaxSeconds int = 1200
+
 // ---------------------------------------------------------------- Parameters: storage and retention
 
 @description('Optional. Raw archive container name (AUDIT_ARCHIVE_CONTAINER).')
@@ -341,6 +346,7 @@ module functionApp 'modules/functionapp.bicep' = {
     m365ContentTypes: m365ContentTypes
     collectSchedule: collectSchedule
     compactSchedule: compactSchedule
+    compactMaxSeconds: compactMaxSeconds
     retentionPreset: retentionPreset
     hotIndexRetentionDays: hotDays + retentionCheck
     coldRetentionDays: coldDays

@@ -79,6 +79,9 @@ param coldContainerName string
 @description('Required. NCRONTAB schedule of the cold-tier compaction timer (COMPACT_SCHEDULE).')
 param compactSchedule string
 
+@description('Required. Seconds after which the compaction timer stops between parts of a large day (COMPACT_MAX_SECONDS; 0 = no limit).')
+param compactMaxSeconds int
+
 @description('Required. NCRONTAB schedule of the collection timer (COLLECT_SCHEDULE).')
 param collectSchedule string
 
@@ -181,6 +184,7 @@ var collectorSettings = {
   AZURE_CLIENT_ID: identityClientId
   AUDIT_ARCHIVE_CONTAINER: archiveContainerName
   AUDIT_COLD_CONTAINER: coldContainerName
+  COMPACT_MAX_SECONDS: string(compactMaxSeconds)
   AUDIT_QUEUE_NAME: queueName
   AUDIT_REINDEX_QUEUE: 'audit-reindex' // the reindex queue trigger's %AUDIT_REINDEX_QUEUE% (storage-data.bicep creates it)
   AUDIT_ALERT_QUEUE: 'audit-alerts' // deliver_alert's %AUDIT_ALERT_QUEUE% (storage-data.bicep creates it; docs/alerts.md)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,19 @@ def test_compact_rejects_a_bad_through_day_with_one_line(capsys: pytest.CaptureF
     assert cli.main(["compact", "--through", "2024-13-01"]) == cli.EXIT_CONFIG
     err = capsys.readouterr().err
     assert "--through must be a day as YYYY-MM-DD" in err and len(err.strip().splitlines()) == 1
+
+
+def test_compaction_time_budget_defaults_inside_the_function_timeout_and_is_validated() -> None:
+    assert Settings.from_env({}).compact_max_seconds == 1200  # host.json functionTimeout is 00:30:00
+    assert Settings.from_env({"COMPACT_MAX_SECONDS": "0"}).compact_max_seconds == 0  # no limit
+    with pytest.raises(ConfigError, match="COMPACT_MAX_SECONDS must be a whole number between 0 and 86400"):
+        Settings.from_env({"COMPACT_MAX_SECONDS": "ten minutes"})
+    assert "COMPACT_MAX_SECONDS" in ENVIRONMENT_VARIABLES
+    example = json.loads((Path(__file__).parents[2] / "local.settings.example.json").read_text())
+    assert example["Values"]["COMPACT_MAX_SECONDS"] == "1200"
+
+
+def test_compact_rejects_a_non_positive_time_budget_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["compact", "--max-seconds", "0"]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "--max-seconds must be a positive number of seconds" in err and len(err.strip().splitlines()) == 1
