@@ -292,3 +292,23 @@ def test_parts_are_cut_along_the_blob_list_into_about_equal_parts_within_the_bud
     assert [b for _, b in ranges[:-1]] == [a for a, _ in ranges[1:]] and ranges[-1][1] == len(counts)
     ranges = layout.cut_parts(counts, 110_000)  # not 110,000 + 110,000 + 80,000: three of about 100,000
     assert len(ranges) == 3 and max(sum(counts[a:b]) for a, b in ranges) - min(sum(counts[a:b]) for a, b in ranges) <= 250
+
+
+def test_a_month_filter_and_a_cold_lookup_find_records_of_every_part(clock: FakeClock) -> None:
+    from collector.cold.view import ColdView
+
+    hot, store = hot_day(), MemoryStore()
+    compactor(hot, store, clock).compact_day(DAY)
+    assert compactor(hot, store, clock).build_filter(DAY[:6]) == 1
+    view = ColdView(store, TENANT)
+    view.days(refresh=True)
+    manifest = DayReader(store, DAY).manifest
+    for part in manifest.segments:  # one record of each part, found through the filter
+        first = next(DayReader(store, DAY).file_tables([part.files[layout.RECORDS]], ["order_key", "raw"]))
+        order, raw = first.column("order_key")[0].as_py(), first.column("raw")[0].as_py()
+        record = hot.hot[DAY][order[10:]]
+        found = view.find(record.entry.id, [DAY])
+        assert found.day == DAY and found.raw == record.raw == raw.encode("utf-8")
+    other = view.find("aaaaaaaa-0000-4000-8000-000000000002", [DAY])  # another organization's record
+    assert other.raw is not None and b"fabrikam" in other.raw
+    assert view.find("00000000-dead-4000-8000-000000000000", [DAY]).raw is None
