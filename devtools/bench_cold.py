@@ -1,12 +1,16 @@
 """Cold-tier benchmark: bytes per record, compaction throughput, peak memory, bytes read per query,
 and query latency through the API over a year of cold days on Azurite.
 
-    python -m devtools.bench_cold [--records 100000 400000] [--users 10000] [--query-days 365] [--write]
+    python -m devtools.bench_cold [--records 100000 400000] [--users 10000] [--part-budget 110000]
+                                  [--query-days 365] [--write]
 
 A synthetic day (simulator/synthetic.py) is archived as gzip files on local disk and its id view
 streamed from a file, so the measured process holds only what compaction itself holds. Compaction
 (collector/cold/compaction.py, default Limits) runs in a child process per size to report its own
-peak RSS. Queries run over the written files through a counting file (bytes and reads per query).
+peak RSS. The largest day is then compacted again in parts of `--part-budget` records, one child
+process per part as one timer execution each (collector/cold/compaction.py resumes at the first
+uncommitted part), and the 40 M-record day is projected from it. Queries run over the written files
+through a counting file (bytes and reads per query).
 
 Query latency: `--query-days` days of the query benchmark's synthetic tenant (devtools/bench_query.py:
 5,000 users, Zipf; ~150 operations; `--query-records` a day) are written as cold days (the
@@ -24,6 +28,7 @@ import gzip
 import io
 import itertools
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -149,11 +154,92 @@ def compact_child(directory: str) -> None:
     root = Path(directory)
     compactor = Compactor(FileIds(root), FileArchive(root), FileStore(root / "cold"), tenant_id=TENANT,
                           work_dir=root)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = compactor.compact_day(DAY)
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "records": report.records,
+    print(json.dumps({"seconds": seconds, "cpu_seconds": time.process_time() - cpu, "records": report.records,
                       "peak_rss_mb": peak_rss_mb()}))
+
+
+def part_child(directory: str, part_records: int) -> None:
+    """Child process: one timer execution of a day compacted in parts, which writes one part (the
+    first execution also scans the id view and writes the plan); prints JSON (seconds, peak RSS,
+    the part written, whether the day is done)."""
+    from collector.cold.compaction import Budget, Compactor
+
+    class OnePart(Budget):
+        """A budget that lets one part start: each child is one execution of the timer."""
+
+        def allows(self, estimate: float | None = None) -> bool:
+            return self.longest == 0.0
+
+    root = Path(directory)
+    compactor = Compactor(FileIds(root), FileArchive(root), FileStore(root / "cold"), tenant_id=TENANT,
+                          work_dir=root, part_records=part_records)
+    started, cpu = time.perf_counter(), time.process_time()
+    report = compactor.compact_day(DAY, OnePart(None))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "cpu_seconds": time.process_time() - cpu, "records": report.added,
+                      "written": report.parts_written,
+                      "parts": report.parts, "action": report.action, "peak_rss_mb": peak_rss_mb()}))
+
+
+def measure_parts(root: Path, count: int, part_records: int) -> tuple[list[str], dict[str, float]]:
+    """Markdown lines: the day in `root` compacted again in parts of `part_records`, one child
+    process (one timer execution) per part; and the figures the projection uses."""
+    import shutil
+
+    shutil.rmtree(root / "cold", ignore_errors=True)
+    lines = ["", f"The {count:,}-record day compacted again in parts of {part_records:,} records "
+             "(`Compactor(part_records=…)`), one process per part as one timer execution each (the first also "
+             "scans the id view and writes the plan; each later one reads its part's plan back):", "",
+             "| execution | part written | records | seconds | CPU seconds | rec/s (CPU) | peak RSS MB |",
+             "|---|---|---|---|---|---|---|"]
+    total_seconds = total_cpu = 0.0
+    peak = 0.0
+    runs = []
+    for execution in range(1, 1000):
+        done = subprocess.run([sys.executable, "-m", "devtools.bench_cold", "--part-child", str(root),
+                               "--part-budget", str(part_records)], capture_output=True, text=True, check=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        runs.append(result)
+        part_rows = result["records"]
+        total_seconds += result["seconds"]
+        total_cpu += result["cpu_seconds"]
+        peak = max(peak, result["peak_rss_mb"])
+        written = ", ".join(str(n) for n in result["written"]) or "–"
+        lines.append(f"| {execution} | {written} of {result['parts']} | {part_rows:,} | {result['seconds']:.1f} | "
+                     f"{result['cpu_seconds']:.1f} | {part_rows / result['cpu_seconds']:,.0f} | "
+                     f"{result['peak_rss_mb']:.0f} |")
+        print(lines[-1], flush=True)
+        if result["action"] == "compacted":
+            break
+    rate = count / total_cpu
+    lines += ["", f"In all {total_seconds:.0f} s ({total_cpu:.0f} CPU s) for {count:,} records: {rate:,.0f} rec/s of "
+              f"CPU over the parts, the plan included; peak RSS {peak:.0f} MB in any execution; {len(runs)} executions."]
+    return lines, {"rate": rate, "peak": peak}
+
+
+def projection(rate: float, peak: float) -> list[str]:
+    """The 200,000-seat day (~40 M records) from the measured per-part rate (local files: Azure adds
+    the archive reads, stated separately)."""
+    from collector.cold.compaction import PART_RECORDS
+    from collector.settings import Settings
+
+    records = 40_000_000
+    parts = -(-records // PART_RECORDS)
+    part_seconds = PART_RECORDS / rate
+    budget = Settings.from_env({}).compact_max_seconds
+    # a part starts only if the longest part so far would still end inside the budget
+    per_execution = max(1, int(budget // part_seconds))
+    executions = -(-parts // per_execution)
+    return ["", f"**Projection for a 200,000-seat tenant's day (~{records / 1e6:.0f} M records)**: {parts} parts of "
+            f"{PART_RECORDS:,} (`PART_RECORDS`), each ~{part_seconds / 60:.1f} min of compaction at the rate above "
+            f"(plus its archive reads in Azure: ~{PART_RECORDS // 250:,} blobs of ~250 records a part), so with "
+            f"`COMPACT_MAX_SECONDS` = {budget} about {per_execution} part(s) per timer execution and "
+            f"{executions} executions for the day; peak memory is a part's, {peak:.0f} MB here, not the day's "
+            "(the writer's buffers are bounded by `writer.Limits`; the plan scan adds ~4 B a record of the day, "
+            f"~{records * 4 / 1e6:.0f} MB, in the first execution only)."]
 
 
 def peak_rss_mb() -> float:
@@ -371,6 +457,32 @@ def import_cost(module: str) -> tuple[float, float] | None:
     return float(seconds), float(rss)
 
 
+PARTS_MARKER = "bench:cold-parts"
+
+
+def parts_only(records: int, users: int, part_budget: int, write: bool) -> int:
+    """A day of `records` compacted in one part (the baseline) and again in parts of `part_budget`."""
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+        root = Path(tmp)
+        count = build_day(root, records, users)
+        done = subprocess.run([sys.executable, "-m", "devtools.bench_cold", "--child", tmp],
+                              capture_output=True, text=True, check=True)
+        one = json.loads(done.stdout.strip().splitlines()[-1])
+        lines = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m devtools.bench_cold --parts-only` "
+                 f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start). In one part the "
+                 f"{count:,}-record day took {one['seconds']:.1f} s ({one['cpu_seconds']:.1f} CPU s, "
+                 f"{count / one['cpu_seconds']:,.0f} rec/s of CPU), peak RSS {one['peak_rss_mb']:.0f} MB."]
+        part_lines, figures = measure_parts(root, count, part_budget)
+        lines += part_lines + projection(figures["rate"], figures["peak"])
+    text = "\n".join(lines)
+    print(text)
+    if write:
+        from .sections import PERFORMANCE_MD, replace_section
+
+        replace_section(PERFORMANCE_MD, PARTS_MARKER, text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.bench_cold", description=__doc__)
     parser.add_argument("--records", type=int, nargs="+", default=[100_000, 400_000], help="day sizes (records)")
@@ -379,21 +491,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--query-records", type=int, default=5_500, help="records a cold day (500,000 / 90 days)")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--processes", type=int, default=4, help="processes writing the cold days")
+    parser.add_argument("--part-budget", type=int, default=110_000,
+                        help="records a part when the largest day is compacted again in parts (0: skip)")
+    parser.add_argument("--parts-only", action="store_true",
+                        help="only the day in parts (the last --records size), its own marked part of the section")
     parser.add_argument("--write", action="store_true", help="write the cold section of docs/performance.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--part-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         compact_child(args.child)
         return 0
+    if args.part_child:
+        part_child(args.part_child, args.part_budget)
+        return 0
     from collector.cold import layout
 
+    if args.parts_only:
+        return parts_only(args.records[-1], args.users, args.part_budget or 110_000, args.write)
     lines = ["## Cold tier (devtools/bench_cold.py)", "",
              f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}; synthetic days "
-             f"of {args.users:,} users (simulator/synthetic.py), default `writer.Limits`, local files (no network).", "",
+             f"of {args.users:,} users (simulator/synthetic.py), default `writer.Limits`, local files (no network); "
+             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start (rec/s of the process's CPU "
+             "time, all threads, is the figure a busy machine distorts least).", "",
              "| records | raw JSON B/rec | records.parquet | time.parquet | ids.parquet | cold total B/rec | "
-             "compaction rec/s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+             "compaction rec/s (wall) | rec/s (CPU) | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
     query_lines: list[str] = []
-    for records in args.records:
+    part_lines: list[str] = []
+    for number, records in enumerate(args.records):
         with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
             root = Path(tmp)
             count = build_day(root, records, args.users)
@@ -408,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             total = sum(info.bytes for info in manifest.files.values()) + len(manifest.to_bytes())
             lines.append(f"| {count:,} | {raw_bytes / count:,.0f} | {sizes['records']:.1f} | {sizes['time']:.1f} | "
                          f"{sizes['ids']:.1f} | **{total / count:.1f}** | {count / result['seconds']:,.0f} | "
-                         f"{result['peak_rss_mb']:.0f} |")
+                         f"{count / result['cpu_seconds']:,.0f} | {result['peak_rss_mb']:.0f} |")
             if not query_lines:
                 query_lines = ["", f"Reads per query over one compacted day of {count:,} records (manifest read first, "
                                "not counted; each read is one ranged blob GET in Azure):", "",
@@ -416,6 +541,11 @@ def main(argv: list[str] | None = None) -> int:
                 for name, (reads, read_bytes) in measure_queries(root).items():
                     query_lines.append(f"| {name} | {reads} | {read_bytes:,} |")
             print(lines[-1], flush=True)
+            if number == len(args.records) - 1 and args.part_budget and count > args.part_budget:
+                part_lines, figures = measure_parts(root, count, args.part_budget)
+                part_lines += projection(figures["rate"], figures["peak"])
+    if part_lines:  # its own markers: `--parts-only --write` replaces just this part
+        lines += ["", f"<!-- {PARTS_MARKER}:start -->", *part_lines[1:], f"<!-- {PARTS_MARKER}:end -->"]
     lines += query_lines
     lines += ["", "Import cost of the candidate libraries (fresh interpreter):", "", "| library | import s | RSS after import MB |",
               "|---|---|---|"]
