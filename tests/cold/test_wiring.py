@@ -52,3 +52,40 @@ def test_compact_rejects_a_non_positive_time_budget_with_one_line(capsys: pytest
     assert cli.main(["compact", "--max-seconds", "0"]) == cli.EXIT_CONFIG
     err = capsys.readouterr().err
     assert "--max-seconds must be a positive number of seconds" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("setting", "budget"), [("900", 900), ("0", None)])
+def test_the_compaction_timer_runs_the_compactor_with_its_time_budget(storage_connection_string: str,
+                                                                     unique_prefix: str, setting: str,
+                                                                     budget: int | None) -> None:
+    import azure.functions as func
+
+    from collector import bootstrap
+    from collector.bootstrap import Services
+    from collector.cold.compaction import CompactionReport
+
+    class Timer(func.TimerRequest):
+        past_due = False
+
+    class Runs:  # records how the timer calls the compactor (its own run is tested in test_parts.py)
+        def __init__(self) -> None:
+            self.calls: list[dict[str, object]] = []
+
+        def run(self, **kwargs: object) -> CompactionReport:
+            self.calls.append(kwargs)
+            return CompactionReport()
+
+    env = {"AUDIT_STORAGE_CONNECTION_STRING": storage_connection_string, "AUDIT_TABLE_PREFIX": unique_prefix,
+           "AUDIT_ARCHIVE_CONTAINER": unique_prefix.lower(), "AUDIT_QUEUE_NAME": unique_prefix.lower(),
+           "AUDIT_COLD_CONTAINER": unique_prefix.lower() + "-cold", "ARCHIVE_BUNDLES": "false",
+           "COMPACT_MAX_SECONDS": setting}
+    services = Services(Settings.from_env(env))
+    services.ensure_storage()
+    runs = Runs()
+    services.__dict__["compactor"] = runs  # the cached_property's slot
+    bootstrap.set_services(services)
+    try:
+        functions()["compact_cold_tier"].get_user_function()(Timer())  # type: ignore[attr-defined]
+    finally:
+        bootstrap.set_services(None)
+    assert runs.calls == [{"max_seconds": budget}]
