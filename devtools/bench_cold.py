@@ -468,7 +468,8 @@ def parts_only(records: int, users: int, part_budget: int, write: bool) -> int:
         done = subprocess.run([sys.executable, "-m", "devtools.bench_cold", "--child", tmp],
                               capture_output=True, text=True, check=True)
         one = json.loads(done.stdout.strip().splitlines()[-1])
-        lines = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m devtools.bench_cold --parts-only` "
+        lines = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m devtools.bench_cold --parts-only "
+                 f"--records {records} --part-budget {part_budget}` "
                  f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start). In one part the "
                  f"{count:,}-record day took {one['seconds']:.1f} s ({one['cpu_seconds']:.1f} CPU s, "
                  f"{count / one['cpu_seconds']:,.0f} rec/s of CPU), peak RSS {one['peak_rss_mb']:.0f} MB."]
