@@ -318,6 +318,10 @@ class Compactor:
 
     def _full(self, day: str, generation: int = 1, etag: str | None = None, budget: Budget | None = None) -> DayReport:
         plan = self._load_plan(day, generation)
+        if plan is not None and self.clock.now() - parse_time(plan.written_at) > PLAN_AGE:
+            # abandoned long ago (the hot day may have been reindexed since): plan the day again
+            self.store.delete(layout.plan_name(day, generation))
+            plan = None
         if plan is not None:  # a compaction in parts under way: continue it, no new scan
             return self._parts(day, generation, etag, plan, budget)
         watermark = self.clock.now() - CLOCK_SKEW  # before the scan: anything written later is re-examined
@@ -624,7 +628,8 @@ class Compactor:
         (a crashed attempt's) once they are ORPHAN_AGE old, as one in progress may still commit them."""
         live = set(manifest.live_files())
         deleted = 0
-        names = self.store.list(layout.day_prefix(day))
+        # a plan.json first: a plan whose files are going must not be found without them
+        names = sorted(self.store.list(layout.day_prefix(day)), key=lambda n: not n.endswith("/" + layout.PLAN))
         planning = {g for n in names if n.endswith("/" + layout.PLAN) and (g := layout.generation_of(n)) is not None
                     and g > manifest.generation and (self.store.age(n) or timedelta(0)) < PLAN_AGE}
         for name in names:

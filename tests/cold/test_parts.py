@@ -312,3 +312,19 @@ def test_a_month_filter_and_a_cold_lookup_find_records_of_every_part(clock: Fake
     other = view.find("aaaaaaaa-0000-4000-8000-000000000002", [DAY])  # another organization's record
     assert other.raw is not None and b"fabrikam" in other.raw
     assert view.find("00000000-dead-4000-8000-000000000000", [DAY]).raw is None
+
+
+def test_a_plan_abandoned_for_longer_than_plan_age_is_replaced_by_a_new_scan(clock: FakeClock) -> None:
+    from collector.cold.compaction import PLAN_AGE
+
+    hot, seconds = hot_day(), Seconds()
+    store = Recording(seconds, per_part=100.0)
+    assert compactor(hot, store, clock, seconds=seconds).run(max_seconds=150).left  # part 1 only
+    first = layout.Plan.from_bytes(store.blobs[layout.plan_name(DAY, 1)][0])
+    clock.advance(PLAN_AGE + timedelta(hours=1))
+    hot.written_at = clock.now()
+    for blob in synthetic_blobs(3, hours=24, seed=91):  # the hot day changed meanwhile
+        hot.add(blob)
+    report = compactor(hot, store, clock).compact_day(DAY)
+    assert report.action == "compacted" and report.records == len(hot.hot[DAY]) > first.records
+    assert_day_matches(store, hot)
