@@ -19,8 +19,20 @@ INV_BASE = 9_999_999_999
 # (Azurite's upsert scans the whole partition) and give Azure 2,000 entities/s each
 # (docs/storage-facts.md "Partition and account throughput"). Reads never span shards: a user, an operation or an id always maps to exactly one.
 SHARDS = 4
+# Partitions per day of format 2's keys table (collector/index.py): its entries of one content blob
+# and partition go in one transaction, so fewer partitions mean fewer requests per blob. Two keep
+# each under the Table service's 2,000 entities/s per partition (docs/storage-facts.md) at about 1.5
+# entries per record for a 200,000-seat tenant's busiest hours (~1,400 records/s). A storage
+# format: changing it needs a new index format.
+KEY_SHARDS = 2
 HASH_LEN = 16
-VIEWS: tuple[View, ...] = tuple(View)  # t, u, o, i: every view has a table per day
+VIEWS: tuple[View, ...] = tuple(View)  # t, u, o, i: the index's views (query plans, listings)
+# The keys table of index format 2 (collector/index.py): the user, operation and id entries of a day
+# in one table, so that a content blob's entries of one shard go in one transaction.
+KEYS_TABLE = "k"
+# Every day table letter, the order a day is dropped in: the id tables last, so that a drop cut
+# short still shows the day to the next run (legacy i, then k).
+TABLE_LETTERS: tuple[str, ...] = (View.TIME, View.USER, View.OPERATION, View.ID, KEYS_TABLE)
 
 # Characters Table keys may not hold (plus `%`, our escape, and `_`, our org separator); blob
 # names get the same treatment so a contentId is always one path segment.
@@ -104,13 +116,13 @@ def value_hash(value: str) -> str:
     return hashlib.sha256(value.casefold().encode("utf-8", "surrogatepass")).hexdigest()[:HASH_LEN]
 
 
-def shard(value_digest: str) -> str:
-    return f"{int(value_digest[:8], 16) % SHARDS:02d}"
+def shard(value_digest: str, shards: int = SHARDS) -> str:
+    return f"{int(value_digest[:8], 16) % shards:02d}"
 
 
-def id_partition(record_key: str) -> str:
+def id_partition(record_key: str, shards: int = SHARDS) -> str:
     """Partition of an id entity: a shard of its key, so one lookup needs only the id."""
-    return shard(hashlib.sha256(record_key.encode("utf-8")).hexdigest())
+    return shard(hashlib.sha256(record_key.encode("utf-8")).hexdigest(), shards)
 
 
 def day_of(when: datetime) -> str:
@@ -121,9 +133,30 @@ def month_of(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y%m")
 
 
-def table_name(prefix: str, view: View, day: str) -> str:
-    """`{prefix}{view}{yyyyMMdd}`: one table per view and day of event time."""
+def table_name(prefix: str, view: View | str, day: str) -> str:
+    """`{prefix}{letter}{yyyyMMdd}`: one table per letter (a view, or the keys table) and day of event time."""
     return f"{prefix}{view}{day}"
+
+
+# Format 2's id entries key a canonical GUID (nearly every record Id) by its 128 bits in 22
+# characters of this alphabet instead of 36 hex digits and dashes: RowKey characters cost 2 bytes
+# each (docs/storage-facts.md "Billed entity size"). No `_` (the org separator), `/`, `\`, `#`, `?`.
+_ID64 = "-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def id_entry_key(record_key: str) -> str:
+    """The RowKey of a record's id entry in the keys table: `i` + `g` + 22 characters for a GUID
+    Id, `i` + `x` + the escaped Id otherwise, then the organization suffix (`_org`, see org_suffix)."""
+    ident, sep, org = record_key.partition("_")
+    if _GUID.fullmatch(ident):
+        number = int(ident.replace("-", ""), 16)
+        digits = []
+        for _ in range(22):
+            number, digit = divmod(number, 64)
+            digits.append(_ID64[digit])
+        return "ig" + "".join(reversed(digits)) + sep + org
+    return "ix" + record_key
 
 
 def hour_partition(when: datetime) -> str:

@@ -157,7 +157,8 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
         expired = sum(t.expired for t in listing.types)  # listed already past contentExpiration
         pipeline_transactions = ceiling_entities = ceiling_transactions = 0
         blobs: list[Any] = []
-        sizes: dict[str, list[int]] = {view: [] for view in keys.VIEWS}
+        sizes: dict[str, list[int]] = {letter: [] for letter in (keys.VIEWS[0], keys.KEYS_TABLE)}
+        id_entries: set[tuple[str, str]] = set()
         unique: set[tuple[str, str, str]] = set()
         for number in range(1, rounds + 1):
             recorder.indexed.clear()
@@ -188,6 +189,8 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
                         if (table, entity["PartitionKey"], entity["RowKey"]) not in unique:
                             unique.add((table, entity["PartitionKey"], entity["RowKey"]))
                             sizes[view].append(billed_entity_bytes(entity))
+                        if view == keys.KEYS_TABLE and entity["RowKey"].startswith("i"):
+                            id_entries.add((table, entity["RowKey"]))
                 blobs.append(name)
             batches = full_batches(entities)
             for table in {table for table, _ in batches}:
@@ -216,11 +219,11 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
     if pipeline_entities != ceiling_entities:
         raise RuntimeError(f"the ceiling wrote {ceiling_entities:,} entities, the pipeline {pipeline_entities:,}")
     records = pipeline_records
-    unique_records = len(sizes["i"])
+    unique_records = len(id_entries)
     pipeline_rate = pipeline_entities / pipeline_seconds
     ceiling_rate = ceiling_entities / ceiling_seconds
-    view_bytes = {view: sum(values) / len(values) for view, values in sizes.items() if values}
-    index_per_record = sum(view_bytes.values())
+    view_bytes = {view: sum(values) / max(unique_records, 1) for view, values in sizes.items() if values}
+    index_per_record = sum(sum(values) for values in sizes.values()) / max(unique_records, 1)
     index_per_entity = sum(sum(v) for v in sizes.values()) / sum(len(v) for v in sizes.values())
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} "
@@ -234,7 +237,7 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
         f"before they could be fetched (the 7-day edge of the backfill) |",
         f"| pipeline time (listing {listing_seconds:.1f} s + queue drain, {workers} workers, {number} rounds) | {pipeline_seconds:,.1f} s |",
         f"| records/s | {records / pipeline_seconds:,.0f} |",
-        f"| index entities written (4 per record) | {pipeline_entities:,} in {pipeline_transactions:,} transactions "
+        f"| index entities written (time blocks, user and operation blocks, one id entry per record) | {pipeline_entities:,} in {pipeline_transactions:,} transactions "
         f"(mean {pipeline_entities / pipeline_transactions:.0f}) |",
         f"| pipeline index entities/s | {pipeline_rate:,.0f} |",
         f"| Azurite ceiling: the same {ceiling_entities:,} entities as plain batch upserts ({ceiling_transactions:,} "
@@ -243,16 +246,16 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
         f"| **ratio pipeline / ceiling (target ≥ 0.7)** | **{pipeline_rate / ceiling_rate:.2f}** |",
         f"| archive bytes per record (gzip JSON, as stored) | {archive_bytes / records:,.0f} B |",
         f"| index bytes per entity (Table billed size, mean of all views) | {index_per_entity:,.0f} B |",
-        f"| index bytes per record (t + u + o views + id entity) | {index_per_record:,.0f} B "
-        f"(t {view_bytes.get('t', 0):,.0f}, u {view_bytes.get('u', 0):,.0f}, o {view_bytes.get('o', 0):,.0f}, i {view_bytes.get('i', 0):,.0f}) |",
+        f"| index bytes per record (time view + keys table) | {index_per_record:,.0f} B "
+        f"(t {view_bytes.get('t', 0):,.0f}, k {view_bytes.get('k', 0):,.0f}) |",
         "",
         "How to read it:",
         f"- Both rates fall as the run goes on: Azurite's upsert scans the partition it writes to, so it "
         f"slows as partitions fill. Pipeline and ceiling alternate in {number} rounds over the same "
         f"growing data, so that slowdown, and whatever else the machine is doing, weighs on both alike.",
         f"- The pipeline indexes each content blob on its own, as the queue function does in Azure (one "
-        f"blob per invocation). A blob's records spread over the hour partitions of the time view and the "
-        f"{keys.SHARDS} shards per day of the other views, so its transactions carry "
+        f"blob per invocation). A blob's blocks spread over the hour partitions of the time view and its "
+        f"keys over the {keys.KEY_SHARDS} partitions per day of the keys table, so its transactions carry "
         f"{pipeline_entities / pipeline_transactions:.0f} entities on average against the ceiling's "
         f"{ceiling_entities / ceiling_transactions:.0f}, and Azurite charges a fixed cost per request. The "
         f"pipeline also fetches each blob over HTTPS, archives it, reads and writes its ledger row and "
@@ -279,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-query", action="store_true")
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument("--skip-alerts", action="store_true")
+    parser.add_argument("--skip-lean", action="store_true", help="skip the index formats and peer comparison (bench_ingest)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run of every benchmark on tiny data (about a minute); docs/performance.md is left alone")
     args = parser.parse_args(argv)
@@ -291,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         if not args.quick:
             write_section("ingest", "## Ingestion (issue 2)\n\n" + text)
+    if not args.skip_lean:  # the lean hot index against the previous format and the simplest peer (issue 11)
+        from . import bench_ingest
+
+        bench_ingest.main(["--records-per-hour", "20", "--days", "1", "--rounds", "1", "--no-write"] if args.quick else [])
     if not args.skip_query:
         from . import bench_query
 

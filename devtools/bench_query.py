@@ -34,7 +34,7 @@ from pathlib import Path
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from collector import keys
-from collector.index import AuditIndex, IndexItem, entities_for
+from collector.index import AuditIndex, IndexItem, plan_entities
 from collector.models import AuditEntry
 from collector.timeutil import format_record_time
 from devtools import azurite as azurite_launcher
@@ -223,14 +223,19 @@ def hourly_counts(records: int, hours: int, rnd: random.Random) -> list[int]:
 
 
 def synthetic_items(records: int, start: datetime, days: int, seed: int = 11) -> Iterator[IndexItem]:
-    """`records` synthetic index items spread over `days` days from `start`, oldest first."""
+    """`records` synthetic index items spread over `days` days from `start`, oldest first. Each
+    content type's records of an hour come in one content blob, as the ingest benchmark's simulator
+    serves them (`blob_interval_minutes=60`): the index packs a blob's records into blocks."""
     rnd = random.Random(seed)
     universe = Universe.build()
     for hour, count in enumerate(hourly_counts(records, days * 24, rnd)):
         base = start + timedelta(hours=hour)
+        positions: dict[str, int] = {}
         for second in sorted(rnd.randrange(3600) for _ in range(count)):
             when = base + timedelta(seconds=second)
-            yield IndexItem(synthetic_entry(rnd, universe, when), when, "bench/none.json.gz", 0)
+            entry = synthetic_entry(rnd, universe, when)
+            position = positions[entry.contentType] = positions.get(entry.contentType, -1) + 1
+            yield IndexItem(entry, when, f"bench/{entry.contentType}/{base:%Y%m%d%H}.json.gz", position)
 
 
 # ---------------------------------------------------------------- the benchmark index (I/O)
@@ -329,8 +334,8 @@ def layout_fingerprint() -> str:
         clientIp="203.0.113.7", userAgent="Mozilla/5.0", workload="SharePoint", recordType=6,
         contentType="Audit.SharePoint", organizationId=TENANT,
     )
-    sample = entities_for(IndexItem(entry, when, "b", 3), TENANT)
-    names = [keys.table_name(PREFIX, view, keys.day_of(when)) for view, _ in sample]
+    sample = [entity for _, _, entity in plan_entities([IndexItem(entry, when, "b", 3)], TENANT)]
+    names = sorted({keys.table_name(PREFIX, letter, day) for letter, day, _ in plan_entities([IndexItem(entry, when, "b", 3)], TENANT)})
     text = json.dumps([names, sample], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -355,6 +360,16 @@ def _write_chunk(items: list[IndexItem]) -> int:
     raise AssertionError("unreachable")
 
 
+def _whole_blobs(hours: Iterator[list[IndexItem]], size: int) -> list[IndexItem]:
+    """Whole hours of items, about `size` of them: AuditIndex.write takes a blob's records at once."""
+    batch: list[IndexItem] = []
+    for group in hours:
+        batch.extend(group)
+        if len(batch) >= size:
+            break
+    return batch
+
+
 def load(connection: str, records: int, days: int, *, chunk: int = 10_000, processes: int = 2) -> Dataset:
     """Write the synthetic index from a few processes (the SDK's batch serialization costs about
     as much CPU as Azurite's inserts, so two processes keep Azurite busy)."""
@@ -365,11 +380,12 @@ def load(connection: str, records: int, days: int, *, chunk: int = 10_000, proce
     dataset = Dataset(records, start, end)
     began = time.monotonic()
     written = loaded = 0
-    items = synthetic_items(records, start, days)
+    hours = (list(group) for _, group in itertools.groupby(synthetic_items(records, start, days),
+                                                           key=lambda item: item.when.replace(minute=0, second=0)))
     with ProcessPoolExecutor(max_workers=processes, initializer=_init_worker, initargs=(connection,)) as pool:
         pending: set = set()
         while True:
-            batch = list(itertools.islice(items, chunk))
+            batch = _whole_blobs(hours, chunk)
             if batch:
                 pending.add(pool.submit(_write_chunk, batch))
                 loaded += len(batch)

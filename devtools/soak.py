@@ -44,7 +44,6 @@ from typing import Any
 from collector import keys
 from collector.bootstrap import Services
 from collector.errors import NotFoundError
-from collector.index import location_from_entity
 from collector.models import ContentRef, LedgerStatus, View
 from collector.normalize import normalize_record
 from collector.settings import ENVIRONMENT_VARIABLES, Settings
@@ -616,11 +615,13 @@ def check(sim: Simulator, services: Services, content_types: Iterable[str]) -> V
         if rows.get(identity, 0) == 0:
             return f"record {record.get('Id')} of blob {blob.content_id}: not in the time view"
         entry, when = normalize_record(record, blob.content_type, blob.content_created)
-        table = services.tables.get(keys.table_name(services.settings.table_prefix, View.ID, keys.day_of(when)))
         try:
-            name, position = location_from_entity(table.get_entity(keys.id_partition(identity), identity))
+            location = services.index.location(keys.day_of(when), identity)
         except Exception as exc:  # noqa: BLE001 - any failure to find it is the finding
-            return f"record {record.get('Id')} of blob {blob.content_id}: no id-view row ({type(exc).__name__})"
+            return f"record {record.get('Id')} of blob {blob.content_id}: id entry unreadable ({type(exc).__name__})"
+        if location is None:
+            return f"record {record.get('Id')} of blob {blob.content_id}: no id entry"
+        name, position = location
         try:
             found = services.archive.record(name, position, entry.id)
         except NotFoundError:

@@ -1,48 +1,38 @@
-"""The hot side compaction reads: the id view `{p}i{yyyyMMdd}` (record key → archive blob and
-position) and where an archive blob came from (its name holds content type and contentCreated)."""
+"""The hot side compaction reads: every record of a day of the hot index with its archive blob and
+position (collector/index.py `day_locations`), and where an archive blob came from (its name holds
+content type and contentCreated)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from azure.core.exceptions import ResourceNotFoundError
-
 from .. import keys
-from ..index import location_from_entity
+from ..index import day_locations
 from ..models import View
 from ..tables import TableClients
 
 
 class HotIdView:
-    """Reads the id view of the hot index (collector/index.py), one day table at a time."""
+    """Reads the hot index (collector/index.py) one day at a time, for compaction."""
 
     def __init__(self, clients: TableClients, prefix: str) -> None:
         self.clients = clients
         self.prefix = prefix
 
     def days(self) -> list[str]:
-        """Days (yyyyMMdd) that have an id table, oldest first."""
-        low = f"{self.prefix}{View.ID}"
-        names = self.clients.names(low, f"{low}~")
-        return sorted(n[len(low):] for n in names if len(n) == len(low) + 8 and n[len(low):].isdigit())
+        """Days (yyyyMMdd) that have id entries (format 1 id table or format 2 keys table), oldest first."""
+        days: set[str] = set()
+        for letter in (View.ID, keys.KEYS_TABLE):
+            low = f"{self.prefix}{letter}"
+            names = self.clients.names(low, f"{low}~")
+            days.update(n[len(low):] for n in names if len(n) == len(low) + 8 and n[len(low):].isdigit())
+        return sorted(days)
 
     def locations(self, day: str, since: datetime | None = None) -> Iterator[tuple[str, str, int]]:
-        """(record key, archive blob, position) of every id entity of `day`; with `since`, only
-        entities the service wrote at or after it (their Timestamp), for late records."""
-        table = self.clients.get(keys.table_name(self.prefix, View.ID, day))
-        select = ["RowKey", "d"]
-        if since is None:
-            rows = table.list_entities(select=select, results_per_page=1000)
-        else:
-            rows = table.query_entities("Timestamp ge @since", parameters={"since": since.astimezone(UTC)},
-                                        select=select, results_per_page=1000)
-        try:
-            for entity in rows:
-                blob, position = location_from_entity(entity)
-                yield str(entity["RowKey"]), blob, position
-        except ResourceNotFoundError:
-            return  # the day's tables were dropped (prune-index) since the listing
+        """(record key, archive blob, position) of every record of `day`, each once; with `since`,
+        only records of entities the service wrote at or after it (their Timestamp), for late records."""
+        return day_locations(self.clients, self.prefix, day, since)
 
 
 def blob_origin(name: str) -> tuple[str, datetime]:

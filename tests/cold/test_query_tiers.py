@@ -145,8 +145,8 @@ def tiered(azurite: Any) -> Iterator[dict[str, Any]]:
     assert sorted(d.day for d in report.days if d.action == "compacted") == cold_days
     for day in cold_days:
         assert load_manifest(services.cold_store, day) is not None
-        for view in keys.VIEWS:  # what prune-index does to a compacted day
-            services.tables.delete(keys.table_name(name, view, day))
+        for letter in keys.TABLE_LETTERS:  # what prune-index does to a compacted day
+            services.tables.delete(keys.table_name(name, letter, day))
     fresh = make_services(env)
     # The process that answered before still has both tiers' listings cached (hot: the dropped days;
     # cold: none): its first queries take the re-listing path.

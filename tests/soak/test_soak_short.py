@@ -8,10 +8,12 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
 from collector import keys
+from collector.index import IndexItem, plan_entities
 from collector.models import View
 from collector.normalize import normalize_record
 from devtools.soak import FAULT_KINDS, Options, Soak, Stats, Verdict, failures
@@ -61,13 +63,15 @@ def test_the_check_finds_a_lost_row_a_lost_blob_a_duplicate_and_changed_bytes(so
     record = row_blob.records[0]
     _, when = normalize_record(record, row_blob.content_type, row_blob.content_created)
     rk = keys.kid(record["Id"]) + keys.org_suffix(record["OrganizationId"], tenant)
-    services.tables.get(keys.table_name(prefix, View.ID, keys.day_of(when))).delete_entity(keys.id_partition(rk), rk)
+    services.tables.get(keys.table_name(prefix, keys.KEYS_TABLE, keys.day_of(when))).delete_entity(
+        keys.id_partition(rk, keys.KEY_SHARDS), keys.id_entry_key(rk))
     record2 = twice_blob.records[0]
-    _, when2 = normalize_record(record2, twice_blob.content_type, twice_blob.content_created)
-    time_table = services.tables.get(keys.table_name(prefix, View.TIME, keys.day_of(when2)))
-    order = keys.order_key(when2, record2["Id"], record2["OrganizationId"], tenant)
-    entity = dict(time_table.get_entity(keys.hour_partition(when2), order))
-    time_table.upsert_entity({**entity, "RowKey": f"{int(order[:10]) + 1:010d}{order[10:]}"})  # a second earlier
+    entry2, when2 = normalize_record(record2, twice_blob.content_type, twice_blob.content_created)
+    # The same record once more in the time view, a second earlier, in a block of another blob.
+    (_, day, block), = [(letter, day, entity) for letter, day, entity in
+                        plan_entities([IndexItem(entry2, when2 - timedelta(seconds=1), "soak/twice.json.gz", 0)], tenant)
+                        if letter == View.TIME]
+    services.tables.get(keys.table_name(prefix, View.TIME, day)).upsert_entity(block)
     changed = services.archive.container.get_blob_client(services.archive.name(_ref(changed_blob)))
     changed.delete_blob()
     changed.upload_blob(gzip.compress(changed_blob.body + b" "))
@@ -75,7 +79,7 @@ def test_the_check_finds_a_lost_row_a_lost_blob_a_duplicate_and_changed_bytes(so
     verdict = soak.check()
 
     assert any(unread_blob.content_id in line and "not archived" in line for line in verdict.lost)
-    assert any(record["Id"] in line and "no id-view row" in line for line in verdict.lost)
+    assert any(record["Id"] in line and "no id entry" in line for line in verdict.lost)
     assert [line for line in verdict.duplicated if rk_of(record2, tenant) in line]
     assert [line for line in verdict.archive_mismatches if changed_blob.content_id in line]
     assert failures(soaked.stats, verdict, OPTIONS)  # so the soak exits non-zero

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from collector import keys
-from collector.index import MAX_PAYLOAD, IndexItem, entities_for, entry_from_entity
+from collector.index import IndexItem, entry_from_values, plan_entities, rows_of
 from collector.normalize import normalize_record
 
 TENANT = "7f3c1e2a-4b5d-4c6e-8f90-1a2b3c4d5e6f"
@@ -32,29 +33,37 @@ def key_units(text: str) -> int:
                                    "Workload", "OrganizationId"])
 @pytest.mark.parametrize("char", ["x", "\x01", "𝔘"])  # plain, a 6-byte JSON escape, 4 UTF-8 bytes / 2 UTF-16 units
 def test_every_indexed_field_is_cut_so_each_entity_fits_well_under_the_limits(field: str, char: str):
-    entities = entities_for(item(**{field: char * HUGE}), TENANT)
+    entities = plan_entities([item(**{field: char * HUGE})], TENANT)
 
-    for _view, entity in entities:
-        assert len(entity["d"]) <= MAX_PAYLOAD
+    for _letter, _day, entity in entities:
+        assert len(entity["d"]) <= 64 * 1024
         assert key_units(entity["PartitionKey"]) <= 1024 and key_units(entity["RowKey"]) <= 1024
+
+
+def test_a_blob_of_absurd_records_still_fits_every_block_under_the_property_limit():
+    items = [IndexItem(replace(item(ObjectId="\x01" * HUGE).entry, id=f"00000000-0000-4000-8000-{i:012d}"),
+                       WHEN, "Audit.SharePoint/x.json.gz", i) for i in range(40)]
+    entities = plan_entities(items, TENANT)
+    assert all(len(entity["d"]) <= 64 * 1024 for _, _, entity in entities)
+    assert sum(len(rows_of(e, 0)) for letter, _, e in entities if letter == "t") == 40
 
 
 def test_an_absurd_record_id_is_hashed_into_the_keys_and_kept_in_the_payload():
     absurd = "id-" + "x" * 5000
-    entities = dict(entities_for(item(Id=absurd), TENANT))
-    time_row = entities[keys.VIEWS[0]]
+    entities = plan_entities([item(Id=absurd)], TENANT)
+    (time_block,) = [e for letter, _, e in entities if letter == "t"]
 
-    assert key_units(time_row["RowKey"]) <= 1024
     assert keys.is_hashed(keys.kid(absurd)) and not keys.is_hashed(keys.kid("00000000-0000-4000-8000-000000000001"))
     assert keys.kid(absurd) == keys.kid(absurd.upper())  # ids compare case-insensitively, hashed or not
-    entry = entry_from_entity(time_row["RowKey"], time_row, TENANT)
+    (row,) = rows_of(time_block, 0)
+    entry = entry_from_values(row.key, row.values, TENANT)
     assert entry.id == absurd[:1024]  # the payload keeps the id (cut like every field); the archive all of it
-    for entity in entities.values():
+    for _, _, entity in entities:
         assert key_units(entity["RowKey"]) <= 1024
 
 
 def test_an_ordinary_record_keeps_the_payload_format_of_ten_fields():
-    entities = dict(entities_for(item(), TENANT))
-    time_row = entities[keys.VIEWS[0]]
-    assert time_row["d"].count(b",") == 10  # [1, ten fields]: no id element for an ordinary id
-    assert entry_from_entity(time_row["RowKey"], time_row, TENANT).id == "00000000-0000-4000-8000-000000000001"
+    (time_block,) = [e for letter, _, e in plan_entities([item()], TENANT) if letter == "t"]
+    (row,) = rows_of(time_block, 0)
+    assert len(row.values) == 10  # ten fields: no id element for an ordinary id
+    assert entry_from_values(row.key, row.values, TENANT).id == "00000000-0000-4000-8000-000000000001"
