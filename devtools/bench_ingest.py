@@ -1,0 +1,397 @@
+"""Ingest benchmark of the lean hot index (issue 11): one simulated backfill, three writers, one run.
+
+    python -m devtools.bench_ingest [--records-per-hour 240] [--days 7] [--workers 4] [--rounds 2]
+
+The simulator serves a 7-day backfill (about 40,000 records at the default rate: the issue's
+measurement). Each round runs, each on a fresh in-memory Azurite and one after the other:
+
+- **format 2**: the pipeline as deployed (`collector.collect`: listing → queue → fetch → archive →
+  index → ledger, drained by `collector.drain` with `--workers` threads, detection rules on);
+- **format 1**: the same pipeline with the previous index layout (devtools/legacy_index.py: one
+  entity per record and view);
+- **peer**: the write pattern of the simplest peer (ddbnl/office365-audit-log-collector, Python line:
+  list every content blob, fetch them on `--workers` threads, one `create_entity` per record into one
+  table keyed by content type and record Id, a conflict counted as success; no archive, no queue, no
+  ledger). It uses our HTTP client for the API, so the difference is the storage work.
+
+Measured per writer: records/s (wall time from the first listing request to the last write), the
+collector process's CPU per 1,000 records (`time.process_time`; Azurite and the simulator run in
+their own processes), storage requests per 1,000 records by service (counted at the HTTP layer), index
+bytes per record (Table billed size of every index entity, read back; docs/storage-facts.md "Billed
+entity size"), and records lost or duplicated against the archive's records. A development tool,
+not a test; the numbers go to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import platform
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from . import azurite
+from .bench import BENCH_DIR, billed_entity_bytes, start_simulator
+from .sections import write_section
+
+CONTENT_TYPES = ("Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.SharePoint", "Audit.General", "DLP.All")
+FLEX_INSTANCE_GB = 2.048  # Flex Consumption's 2,048 MB instance size (docs/deploy.md)
+
+
+# ---------------------------------------------------------------- counting requests (HTTP layer)
+
+
+class RequestCounter:
+    """Counts every HTTP request this process sends, by Azurite service (blob, queue, table) or
+    'api' (the simulator), through requests.Session.send (what the Azure SDK and msal use)."""
+
+    def __init__(self) -> None:
+        self.ports: dict[int, str] = {}
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._send: Callable[..., Any] | None = None
+
+    def __enter__(self) -> RequestCounter:
+        original = requests.Session.send
+        counter = self
+
+        def send(session: requests.Session, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+            url = urlsplit(request.url or "")
+            kind = counter.ports.get(url.port or 443, "api")
+            if kind == "table":
+                kind = f"table:{table_role(url.path, request.body)}"
+            with counter._lock:
+                counter.counts[kind] += 1
+            return original(session, request, **kwargs)
+
+        self._send = original
+        requests.Session.send = send  # type: ignore[method-assign]  # the benchmark's own counting seam
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        requests.Session.send = self._send  # type: ignore[method-assign]
+
+    def watch(self, storage: azurite.Azurite) -> None:
+        for kind in ("blob", "queue", "table"):
+            self.ports[getattr(storage, f"{kind}_port")] = kind
+
+    def take(self) -> dict[str, int]:
+        with self._lock:
+            counts = dict(self.counts)
+            self.counts.clear()
+        return counts
+
+
+_BATCH_TABLE = re.compile(rb"/[A-Za-z0-9]+/([A-Za-z][A-Za-z0-9]*)\(")
+
+
+def table_role(path: str, body: Any) -> str:
+    """What a Table request is for, from its table's name: index, ledger, state, alerts (or other)."""
+    name = path.split("/")[2].split("(")[0] if path.count("/") >= 2 else ""
+    if name == "$batch" and isinstance(body, bytes | bytearray):
+        found = _BATCH_TABLE.search(bytes(body))
+        name = found.group(1).decode() if found else name
+    rest = name[len("bench"):] if name.startswith("bench") else name
+    if rest == "peer" or (rest[:1] in ("t", "u", "o", "i", "k") and rest[1:].isdigit()):
+        return "index"
+    for role in ("ledger", "state", "alert"):
+        if rest.startswith(role):
+            return role
+    return "other"
+
+
+@dataclass
+class Result:
+    writer: str
+    records: int  # records in the fetched content (duplicates included)
+    unique: int  # distinct (organization, Id) the content holds
+    stored: int  # distinct records the writer's storage holds
+    duplicated: int
+    seconds: float
+    cpu_seconds: float
+    requests: dict[str, int]
+    index_bytes: float  # per stored record
+    entities: int
+    by_table: dict[str, float] = field(default_factory=dict)  # billed bytes per record, per table letter
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+    def per_thousand(self, kinds: Iterable[str]) -> float:
+        """Requests per 1,000 records of the given kinds ("table" counts every table role)."""
+        wanted = set(kinds)
+        return 1000 * sum(count for kind, count in self.requests.items()
+                          if kind in wanted or kind.split(":")[0] in wanted) / self.records
+
+
+@contextmanager
+def fresh_storage(counter: RequestCounter, name: str) -> Iterator[azurite.Azurite]:
+    storage = azurite.start(in_memory=True, log_path=BENCH_DIR / f"azurite-{name}.log")
+    counter.watch(storage)
+    try:
+        yield storage
+    finally:
+        storage.stop()
+
+
+def _env(simulator_env: dict[str, str], storage: azurite.Azurite) -> dict[str, str]:
+    return {**simulator_env, "AUDIT_STORAGE_CONNECTION_STRING": storage.connection_string, "AUDIT_TABLE_PREFIX": "bench",
+            "M365_CONTENT_TYPES": ",".join(CONTENT_TYPES), "COLLECT_MAX_RUNTIME_SECONDS": "7200"}
+
+
+def _table_bytes(tables: Any, prefix: str, letters: str) -> tuple[dict[str, int], int]:
+    """Billed bytes per table letter of the tables `{prefix}{letter}{yyyyMMdd}`, and their entity count."""
+    sizes: collections.Counter[str] = collections.Counter()
+    entities = 0
+    for name in tables.names(prefix, prefix + "~"):
+        letter = name[len(prefix):len(prefix) + 1]
+        if letter not in letters or not name[len(prefix) + 1:].isdigit():
+            continue
+        for entity in tables.get(name).list_entities():
+            sizes[letter] += billed_entity_bytes(dict(entity))
+            entities += 1
+    return dict(sizes), entities
+
+
+def _archived(services: Any) -> tuple[int, set[tuple[str, str]]]:
+    records = 0
+    unique: set[tuple[str, str]] = set()
+    for name in services.archive.names(""):
+        if not name.endswith(".json.gz"):
+            continue
+        for record in services.archive.records(name):
+            records += 1
+            unique.add((str(record.get("OrganizationId", "")).lower(), str(record.get("Id", "")).lower()))
+    return records, unique
+
+
+def run_pipeline(simulator_env: dict[str, str], counter: RequestCounter, workers: int, legacy: bool) -> Result:
+    from collector.bootstrap import Services
+    from collector.collect import ContentProcessor
+    from collector.drain import drain
+    from collector.index import AuditIndex, IndexItem
+    from collector.settings import Settings
+
+    from . import legacy_index
+
+    class LegacyIndex(AuditIndex):
+        """Format 1's writer (devtools/legacy_index.py) behind the index's write seam."""
+
+        def write(self, items: Iterable[IndexItem]) -> int:
+            batches = legacy_index.plan_batches(items, self.prefix, self.tenant_id)
+            for table in {table for table, _ in batches}:
+                self.ensure_table(table)
+            with ThreadPoolExecutor(max_workers=self.writers) as pool:
+                list(pool.map(lambda batch: self._submit(*batch), batches))
+            return sum(len(chunk) for _, chunk in batches)
+
+    name = "format1" if legacy else "format2"
+    with fresh_storage(counter, name) as storage:
+        services = Services(Settings.from_env(_env(simulator_env, storage)))
+        services.ensure_storage()
+        processor = services.processor
+        if legacy:
+            index = LegacyIndex(services.tables, services.settings.table_prefix, services.settings.tenant_id)
+            processor = ContentProcessor(services.settings, services.api, services.archive, index, services.ledger,
+                                         alerts=services.alerts.sink)
+        counter.take()
+        started, cpu = time.perf_counter(), time.process_time()
+        listing = services.listing.run()
+        if not listing.ok:
+            raise RuntimeError(f"listing errors: {listing.types}")
+        result = drain(services.queue, processor, workers=workers)
+        if result.poisoned or result.failed_attempts or services.queue.depth():
+            raise RuntimeError(f"pipeline errors: {result}")
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        requests_made = counter.take()
+        records, unique = _archived(services)
+        prefix = services.settings.table_prefix
+        sizes, entities = _table_bytes(services.tables, prefix, "tuoi" if legacy else "tk")
+        stored, duplicated = _stored(services, legacy)
+    total = sum(sizes.values())
+    return Result("format 1" if legacy else "format 2", records, len(unique), stored, duplicated, seconds, cpu_seconds,
+                  requests_made, total / max(stored, 1), entities, {k: v / max(stored, 1) for k, v in sizes.items()})
+
+
+def _stored(services: Any, legacy: bool) -> tuple[int, int]:
+    """Distinct records in the time view (every day, read the way queries read it), and rows that
+    came twice."""
+    from collector.models import View
+
+    seen: collections.Counter[str] = collections.Counter()
+    now = datetime.now(UTC)
+    for hit in services.index.scan(View.TIME, now - timedelta(days=30), now + timedelta(days=1)):
+        seen[hit.key] += 1
+    return len(seen), sum(count - 1 for count in seen.values())
+
+
+def run_peer(simulator_env: dict[str, str], counter: RequestCounter, workers: int, days: int) -> Result:
+    """The simplest peer's write pattern (module docstring): one create_entity per record."""
+    from azure.core.exceptions import ResourceExistsError
+
+    from collector.bootstrap import Services
+    from collector.models import Window
+    from collector.settings import Settings
+
+    with fresh_storage(counter, "peer") as storage:
+        services = Services(Settings.from_env(_env(simulator_env, storage)))
+        table = services.tables.get("peer")
+        services.tables.create("peer")
+        api = services.api
+        counter.take()
+        started, cpu = time.perf_counter(), time.process_time()
+        now = api.server_now()
+        refs = []
+        for content_type in CONTENT_TYPES:
+            for day in range(days, 0, -1):  # 24-hour slices back to the 7-day edge, as the peer lists
+                start = max(now - timedelta(days=day), now - timedelta(days=7) + timedelta(minutes=5))
+                refs += api.list_content(content_type, Window(start, now - timedelta(days=day - 1)))
+        records = 0
+        unique: set[tuple[str, str]] = set()
+        lock = threading.Lock()
+
+        def fetch_and_write(ref: Any) -> None:
+            nonlocal records
+            body = json.loads(api.fetch_content(ref.content_uri))
+            for record in body:
+                with contextlib.suppress(ResourceExistsError):  # the peer counts a conflict as success
+                    table.create_entity({"PartitionKey": ref.content_type, "RowKey": str(record["Id"]),
+                                         "Data": json.dumps(record)[:30000]})
+            with lock:
+                records += len(body)
+                unique.update((str(r.get("OrganizationId", "")).lower(), str(r["Id"]).lower()) for r in body)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(fetch_and_write, refs))
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        requests_made = counter.take()
+        stored = sum(1 for _ in table.list_entities(select=["RowKey"]))
+        sizes = {"peer": sum(billed_entity_bytes(dict(e)) for e in table.list_entities())}
+        entities = stored
+    return Result("peer", records, len(unique), stored, 0, seconds, cpu_seconds, requests_made,
+                  sum(sizes.values()) / max(stored, 1), entities)
+
+
+# ---------------------------------------------------------------- report
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def report(rounds: list[dict[str, Result]], workers: int) -> str:
+    last = rounds[-1]
+    new, old, peer = last["format 2"], last["format 1"], last["peer"]
+
+    def ratio(a: str, b: str) -> float:
+        return median([r[a].rate / r[b].rate for r in rounds])
+
+    storage = ("table", "blob", "queue")
+    lines = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} ({os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, Azurite 3.35.0 in memory, a fresh one per run), `python -m devtools.bench_ingest` "
+        f"(in `make bench`): the simulator's {new.records:,}-record 7-day backfill ({new.unique:,} distinct records; the "
+        f"rest are the API's duplicates), {workers} worker threads, {len(rounds)} round(s) of the three writers one after "
+        "the other; rates are the last round's, ratios the median over rounds.",
+        "",
+        "| measure | format 2 (this version) | format 1 (previous) | peer write pattern |",
+        "|---|---:|---:|---:|",
+        f"| records/s | **{new.rate:,.0f}** | {old.rate:,.0f} | {peer.rate:,.0f} |",
+        f"| ratio to the peer (goal ≥ 1.5) | **{ratio('format 2', 'peer'):.2f}** | {ratio('format 1', 'peer'):.2f} | 1 |",
+        f"| records lost / duplicated | {new.unique - new.stored} / {new.duplicated} | {old.unique - old.stored} / "
+        f"{old.duplicated} | {peer.unique - peer.stored} / — |",
+        f"| index bytes per record (Table billed size, all views; goal ≤ 400) | **{new.index_bytes:,.0f}** "
+        f"({_split(new)}) | {old.index_bytes:,.0f} ({_split(old)}) | {peer.index_bytes:,.0f} (one row: the record's JSON) |",
+        f"| index entities per record | {new.entities / new.stored:.2f} | {old.entities / old.stored:.2f} | "
+        f"{peer.entities / peer.stored:.2f} |",
+        f"| storage requests per 1,000 records (table + blob + queue; goal ≤ half of format 1) | "
+        f"**{new.per_thousand(storage):,.0f}** | {old.per_thousand(storage):,.0f} | {peer.per_thousand(storage):,.0f} |",
+        f"| of which table: index | {new.per_thousand(['table:index']):,.0f} | "
+        f"{old.per_thousand(['table:index']):,.0f} | {peer.per_thousand(['table:index']):,.0f} |",
+        f"| of which table: ledger + state | {new.per_thousand(['table:ledger', 'table:state']):,.0f} | "
+        f"{old.per_thousand(['table:ledger', 'table:state']):,.0f} | — |",
+        f"| of which table: detection rules (issue 14; windows, first-seen, alerts) | "
+        f"{new.per_thousand(['table:alert', 'table:other']):,.0f} | {old.per_thousand(['table:alert', 'table:other']):,.0f} | — |",
+        f"| storage requests per 1,000 records without the detection rules | "
+        f"**{new.per_thousand(storage) - new.per_thousand(['table:alert', 'table:other']):,.0f}** | "
+        f"{old.per_thousand(storage) - old.per_thousand(['table:alert', 'table:other']):,.0f} | — |",
+        f"| of which blob / queue | {new.per_thousand(['blob']):,.0f} / {new.per_thousand(['queue']):,.0f} | "
+        f"{old.per_thousand(['blob']):,.0f} / {old.per_thousand(['queue']):,.0f} | "
+        f"{peer.per_thousand(['blob']):,.0f} / {peer.per_thousand(['queue']):,.0f} |",
+        f"| API requests per 1,000 records (listing, content, token) | {new.per_thousand(['api']):,.1f} | "
+        f"{old.per_thousand(['api']):,.1f} | {peer.per_thousand(['api']):,.1f} |",
+        f"| collector CPU per 1,000 records | **{1000 * new.cpu_seconds / new.records:,.2f} s** | "
+        f"{1000 * old.cpu_seconds / old.records:,.2f} s | {1000 * peer.cpu_seconds / peer.records:,.2f} s |",
+        f"| Functions GB-s per million records (CPU-bound floor: CPU s × {FLEX_INSTANCE_GB} GB) | "
+        f"{new.cpu_seconds / new.records * 1e6 * FLEX_INSTANCE_GB:,.0f} | {old.cpu_seconds / old.records * 1e6 * FLEX_INSTANCE_GB:,.0f} | "
+        f"{peer.cpu_seconds / peer.records * 1e6 * FLEX_INSTANCE_GB:,.0f} |",
+        "",
+        "How to read it: every writer fetches the same content over HTTPS from the simulator; the pipeline also "
+        "archives each blob, keeps its ledger row, moves its queue message and runs the detection rules. Azurite "
+        "runs on the same two cores, so records/s compares the writers' storage work on this machine, not Azure's "
+        "throughput. GB-s is a floor: on Azure an execution also waits on storage round trips, which concurrent "
+        "invocations on one instance overlap (host.json `batchSize`). The peer row keeps only a JSON copy of each "
+        "record: no query views, no raw archive.",
+    ]
+    return "\n".join(lines)
+
+
+def _split(result: Result) -> str:
+    return ", ".join(f"{letter} {value:,.0f}" for letter, value in sorted(result.by_table.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench_ingest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records-per-hour", type=int, default=240)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--no-write", action="store_true", help="print, do not update docs/performance.md")
+    args = parser.parse_args(argv)
+    BENCH_DIR.mkdir(exist_ok=True)
+    simulator, env = start_simulator(BENCH_DIR / "simulator-ingest", args.records_per_hour, args.days, args.seed)
+    os.environ.update({k: v for k, v in env.items() if k == "REQUESTS_CA_BUNDLE"})
+    rounds: list[dict[str, Result]] = []
+    try:
+        with RequestCounter() as counter:
+            for number in range(1, args.rounds + 1):
+                results = {}
+                for run in (lambda: run_pipeline(env, counter, args.workers, legacy=False),
+                            lambda: run_pipeline(env, counter, args.workers, legacy=True),
+                            lambda: run_peer(env, counter, args.workers, args.days)):
+                    result = run()
+                    results[result.writer] = result
+                    print(f"  round {number}: {result.writer}: {result.records:,} records in {result.seconds:,.1f} s "
+                          f"({result.rate:,.0f}/s), {result.index_bytes:,.0f} B/record, requests {result.requests}",
+                          file=sys.stderr, flush=True)
+                rounds.append(results)
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=20)
+    text = "## Ingest: the lean hot index (issue 11)\n\n" + report(rounds, args.workers)
+    print(text)
+    if not args.no_write:
+        write_section("ingest-lean", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
