@@ -35,14 +35,18 @@ DAYS_PER_YEAR = 365.25
 class Measured:
     """`make bench` on 2 cores against Azurite, synthetic records (simulator/synthetic.py)."""
 
-    date: str = "2026-12-02"
-    source: str = ("docs/performance.md, 'Ingestion (issue 2)' (devtools/bench.py) and "
-                   "'Cold tier' (devtools/bench_cold.py, 400,000-record day)")
-    index_bytes_per_record: float = 1315.0  # t + u + o views + id entity, Table billed size
+    date: str = "2026-12-04"
+    source: str = ("docs/performance.md, 'Ingestion (issue 2)' (devtools/bench.py), 'Ingest: the lean hot index' "
+                   "(devtools/bench_ingest.py, index format 2 by tenant size) and 'Cold tier' "
+                   "(devtools/bench_cold.py, 400,000-record day)")
+    # Index format 2 at 10,000 seats (bench_ingest `by_tenant_size`): blocks, postings and id entries,
+    # Table billed size. Smaller tenants have smaller blobs and pay more per record (346 B at 1,000
+    # seats, 499 B at 50), which their volume makes negligible.
+    index_bytes_per_record: float = 297.0
     archive_bytes_per_record: float = 194.0  # gzip JSON as stored
     cold_bytes_per_record: float = 230.9  # records + time + ids Parquet files
     raw_json_bytes_per_record: float = 1406.0  # the API's JSON, uncompressed
-    index_transactions_per_1000: float = 19_923 / 212_794 * 1000  # 19,923 transactions for 212,794 records
+    index_transactions_per_1000: float = 25.8  # index format 2 at 10,000 seats (bench_ingest `by_tenant_size`)
     records_per_blob: float = 212_794 / 850  # 850 content blobs
     compaction_records_per_second: float = 8254.0
 

@@ -1,15 +1,15 @@
 """The index: normalized fields of every record in per-day Table storage tables (docs/architecture.md,
-"The hot index").
+"Index").
 
 Format 2 (this version writes it) packs records into *blocks*: one entity holds the records of one
-content blob that share a view key (an hour of the time view, a user, an operation) and lie within
-SPAN seconds of each other, as one raw-DEFLATE-compressed JSON array. Per record the index then
-costs about a third of the bytes and transactions of format 1 (one entity per record and view),
-which it still reads: days written by earlier versions stay queryable as they are (or `reindex`
-rewrites them).
+content blob that share a view key (an hour of the time view, a user, an operation), newest first,
+as one raw-DEFLATE-compressed JSON array; a user or operation seen fewer than POSTING_BELOW times
+in the blob is kept as *postings* (order keys pointing into the time block). Per record the index
+then costs well under a third of the bytes and transactions of format 1 (one entity per record and
+view), which it still reads: days written by earlier versions stay queryable as they are.
 
     {p}t{day}  time view    PK hour (inverted)   RK inv(newest) + blob tag + digest    → rows with blob + positions
-    {p}k{day}  keys table   PK shard             RK u + user hash + inv + tag + digest → the user's rows
+    {p}k{day}  keys table   PK shard of 2        RK u + user hash + inv + tag + digest → the user's rows or postings
                                                  RK o + operation hash + inv + tag + digest
                                                  RK i + id key (keys.id_entry_key)     → which time block holds it
     {p}u/o/i{day}  format 1 only (read, never written)
@@ -20,10 +20,10 @@ entity-group transaction limit; Azurite fails larger ones with a confusing error
 from a few threads.
 
 Reads are *scans* of one view in newest-first order-key order. A block's RowKey carries the time of
-its newest record, and every record of it is at most SPAN older: a scan reads the blocks whose
-newest record is in [start, end + SPAN) in RowKey order and merges their rows through a small heap,
-releasing a row once no unread block can hold a newer one. Rows with the same order key (the API's
-duplicates across blobs) come out once.
+its newest record and its `o` property the time of its oldest: a scan asks for the blocks that
+overlap its range and merges their rows in RowKey order through a heap, releasing a row once no
+unread block can hold a newer one. Rows with the same order key (the API's duplicates across blobs)
+come out once.
 """
 
 from __future__ import annotations

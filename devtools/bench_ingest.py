@@ -127,6 +127,7 @@ class Result:
     index_bytes: float  # per stored record
     entities: int
     by_table: dict[str, float] = field(default_factory=dict)  # billed bytes per record, per table letter
+    blobs: int = 0
 
     @property
     def rate(self) -> float:
@@ -168,19 +169,21 @@ def _table_bytes(tables: Any, prefix: str, letters: str) -> tuple[dict[str, int]
     return dict(sizes), entities
 
 
-def _archived(services: Any) -> tuple[int, set[tuple[str, str]]]:
-    records = 0
+def _archived(services: Any) -> tuple[int, set[tuple[str, str]], int]:
+    records = blobs = 0
     unique: set[tuple[str, str]] = set()
     for name in services.archive.names(""):
         if not name.endswith(".json.gz"):
             continue
+        blobs += 1
         for record in services.archive.records(name):
             records += 1
             unique.add((str(record.get("OrganizationId", "")).lower(), str(record.get("Id", "")).lower()))
-    return records, unique
+    return records, unique, blobs
 
 
-def run_pipeline(simulator_env: dict[str, str], counter: RequestCounter, workers: int, legacy: bool) -> Result:
+def run_pipeline(simulator_env: dict[str, str], counter: RequestCounter, workers: int, legacy: bool,
+                 rules: bool = True) -> Result:
     from collector.bootstrap import Services
     from collector.collect import ContentProcessor
     from collector.drain import drain
@@ -200,9 +203,9 @@ def run_pipeline(simulator_env: dict[str, str], counter: RequestCounter, workers
                 list(pool.map(lambda batch: self._submit(*batch), batches))
             return sum(len(chunk) for _, chunk in batches)
 
-    name = "format1" if legacy else "format2"
+    name = ("format1" if legacy else "format2") + ("" if rules else "-norules")
     with fresh_storage(counter, name) as storage:
-        services = Services(Settings.from_env(_env(simulator_env, storage)))
+        services = Services(Settings.from_env({**_env(simulator_env, storage), "ALERTS_ENABLED": str(rules).lower()}))
         services.ensure_storage()
         processor = services.processor
         if legacy:
@@ -219,13 +222,14 @@ def run_pipeline(simulator_env: dict[str, str], counter: RequestCounter, workers
             raise RuntimeError(f"pipeline errors: {result}")
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
         requests_made = counter.take()
-        records, unique = _archived(services)
+        records, unique, blobs = _archived(services)
         prefix = services.settings.table_prefix
         sizes, entities = _table_bytes(services.tables, prefix, "tuoi" if legacy else "tk")
         stored, duplicated = _stored(services, legacy)
     total = sum(sizes.values())
-    return Result("format 1" if legacy else "format 2", records, len(unique), stored, duplicated, seconds, cpu_seconds,
-                  requests_made, total / max(stored, 1), entities, {k: v / max(stored, 1) for k, v in sizes.items()})
+    writer = ("format 1" if legacy else "format 2") + ("" if rules else ", rules off")
+    return Result(writer, records, len(unique), stored, duplicated, seconds, cpu_seconds,
+                  requests_made, total / max(stored, 1), entities, {k: v / max(stored, 1) for k, v in sizes.items()}, blobs)
 
 
 def _stored(services: Any, legacy: bool) -> tuple[int, int]:
@@ -245,6 +249,7 @@ def run_peer(simulator_env: dict[str, str], counter: RequestCounter, workers: in
     from azure.core.exceptions import ResourceExistsError
 
     from collector.bootstrap import Services
+    from collector.errors import ContentUnavailableError
     from collector.models import Window
     from collector.settings import Settings
 
@@ -267,7 +272,10 @@ def run_peer(simulator_env: dict[str, str], counter: RequestCounter, workers: in
 
         def fetch_and_write(ref: Any) -> None:
             nonlocal records
-            body = json.loads(api.fetch_content(ref.content_uri))
+            try:
+                body = json.loads(api.fetch_content(ref.content_uri))
+            except ContentUnavailableError:
+                return  # expired at the 7-day edge while the earlier writers ran: the peer logs and skips it
             for record in body:
                 with contextlib.suppress(ResourceExistsError):  # the peer counts a conflict as success
                     table.create_entity({"PartitionKey": ref.content_type, "RowKey": str(record["Id"]),
@@ -287,6 +295,56 @@ def run_peer(simulator_env: dict[str, str], counter: RequestCounter, workers: in
                   sum(sizes.values()) / max(stored, 1), entities)
 
 
+# ---------------------------------------------------------------- billed size by tenant size (pure)
+
+TENANT_SIZES = (50, 1_000, 10_000)  # seats; 200 records per seat and day (cost-anchors.md §6)
+
+
+def by_tenant_size(hours: float = 2.0, seats: Iterable[int] = TENANT_SIZES) -> list[dict[str, float]]:
+    """Billed index bytes and index transactions per record of the entities both formats would write
+    for `hours` of a synthetic working day of each tenant size (the simulator's realism: one blob per
+    content type and 5 minutes): no storage involved, the entities are what `plan_batches` sends."""
+    from collector import keys
+    from collector.index import IndexItem, plan_batches
+    from collector.normalize import normalize_record
+    from simulator.synthetic import generate_blobs
+
+    from . import legacy_index
+
+    tenant = "5f1c2a3b-0000-4000-8000-00000000beef"
+    start = datetime(2026, 11, 3, 9, tzinfo=UTC)  # a Tuesday morning
+    out = []
+    for size in seats:
+        _, blobs = generate_blobs(tenant, start, start + timedelta(hours=hours), size * 200 / 24, users=size, seed=5)
+        totals = {"seats": float(size), "records": 0.0, "blobs": 0.0, "new_bytes": 0.0, "old_bytes": 0.0,
+                  "new_transactions": 0.0, "old_transactions": 0.0}
+        for blob in blobs:
+            stamp = f"{blob.content_created:%Y%m%d%H%M%S%f}"  # the API's contentId shape (api-behaviour.md)
+            name = keys.archive_blob_name(blob.content_type, f"{stamp}0$${stamp}1$${blob.content_type.lower()}$"
+                                          f"{blob.content_type.replace('.', '_')}$na0017", blob.content_created)
+            items = [IndexItem(*normalize_record(record, blob.content_type, blob.content_created), name, position)
+                     for position, record in enumerate(json.loads(blob.body))]
+            totals["records"] += len(items)
+            totals["blobs"] += 1
+            for key, plan in (("new", plan_batches), ("old", legacy_index.plan_batches)):
+                batches = plan(items, "p", tenant)
+                totals[f"{key}_transactions"] += len(batches)
+                totals[f"{key}_bytes"] += sum(billed_entity_bytes(entity) for _, chunk in batches for entity in chunk)
+        out.append(totals)
+    return out
+
+
+def size_table(rows: list[dict[str, float]]) -> str:
+    lines = ["| tenant | records (2 h of a working morning) | records per blob | index B/record format 2 | format 1 | "
+             "index transactions per 1,000 records format 2 | format 1 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        n = r["records"]
+        lines.append(f"| {r['seats']:,.0f} seats | {n:,.0f} | {n / r['blobs']:,.0f} | **{r['new_bytes'] / n:,.0f}** | "
+                     f"{r['old_bytes'] / n:,.0f} | **{1000 * r['new_transactions'] / n:,.1f}** | "
+                     f"{1000 * r['old_transactions'] / n:,.1f} |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -296,65 +354,68 @@ def median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
+WRITERS = ("format 2", "format 2, rules off", "format 1", "peer")
+RULES = ("table:alert", "table:other")  # the detection rules' tables (windows, first-seen, alerts)
+STORAGE = ("table", "blob", "queue")
+
+
 def report(rounds: list[dict[str, Result]], workers: int) -> str:
     last = rounds[-1]
-    new, old, peer = last["format 2"], last["format 1"], last["peer"]
+    runs = [last[w] for w in WRITERS]
+    new, old = last["format 2"], last["format 1"]
 
     def ratio(a: str, b: str) -> float:
         return median([r[a].rate / r[b].rate for r in rounds])
 
-    storage = ("table", "blob", "queue")
+    def row(label: str, cell: Callable[[Result], str], bold: tuple[int, ...] = ()) -> str:
+        cells = [f"**{cell(r)}**" if i in bold else cell(r) for i, r in enumerate(runs)]
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    def per_k(kinds: Iterable[str], minus: Iterable[str] = ()) -> Callable[[Result], str]:
+        return lambda r: f"{r.per_thousand(kinds) - r.per_thousand(minus):,.0f}"
+
+    old_storage = old.per_thousand(STORAGE) - old.per_thousand(RULES)
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} ({os.cpu_count()} cores, "
         f"Python {platform.python_version()}, Azurite 3.35.0 in memory, a fresh one per run), `python -m devtools.bench_ingest` "
         f"(in `make bench`): the simulator's {new.records:,}-record 7-day backfill ({new.unique:,} distinct records; the "
-        f"rest are the API's duplicates), {workers} worker threads, {len(rounds)} round(s) of the three writers one after "
-        "the other; rates are the last round's, ratios the median over rounds.",
+        f"rest are the API's duplicates; 5,000 users, one content blob per content type and hour), {workers} worker "
+        f"threads, {len(rounds)} round(s) of the four writers one after the other; rates are the last round's, ratios "
+        "the median over rounds.",
         "",
-        "| measure | format 2 (this version) | format 1 (previous) | peer write pattern |",
-        "|---|---:|---:|---:|",
-        f"| records/s | **{new.rate:,.0f}** | {old.rate:,.0f} | {peer.rate:,.0f} |",
-        f"| ratio to the peer (goal ≥ 1.5) | **{ratio('format 2', 'peer'):.2f}** | {ratio('format 1', 'peer'):.2f} | 1 |",
-        f"| records lost / duplicated | {new.unique - new.stored} / {new.duplicated} | {old.unique - old.stored} / "
-        f"{old.duplicated} | {peer.unique - peer.stored} / — |",
-        f"| index bytes per record (Table billed size, all views; goal ≤ 400) | **{new.index_bytes:,.0f}** "
-        f"({_split(new)}) | {old.index_bytes:,.0f} ({_split(old)}) | {peer.index_bytes:,.0f} (one row: the record's JSON) |",
-        f"| index entities per record | {new.entities / new.stored:.2f} | {old.entities / old.stored:.2f} | "
-        f"{peer.entities / peer.stored:.2f} |",
-        f"| storage requests per 1,000 records (table + blob + queue; goal ≤ half of format 1) | "
-        f"**{new.per_thousand(storage):,.0f}** | {old.per_thousand(storage):,.0f} | {peer.per_thousand(storage):,.0f} |",
-        f"| of which table: index | {new.per_thousand(['table:index']):,.0f} | "
-        f"{old.per_thousand(['table:index']):,.0f} | {peer.per_thousand(['table:index']):,.0f} |",
-        f"| of which table: ledger + state | {new.per_thousand(['table:ledger', 'table:state']):,.0f} | "
-        f"{old.per_thousand(['table:ledger', 'table:state']):,.0f} | — |",
-        f"| of which table: detection rules (issue 14; windows, first-seen, alerts) | "
-        f"{new.per_thousand(['table:alert', 'table:other']):,.0f} | {old.per_thousand(['table:alert', 'table:other']):,.0f} | — |",
-        f"| storage requests per 1,000 records without the detection rules | "
-        f"**{new.per_thousand(storage) - new.per_thousand(['table:alert', 'table:other']):,.0f}** | "
-        f"{old.per_thousand(storage) - old.per_thousand(['table:alert', 'table:other']):,.0f} | — |",
-        f"| of which blob / queue | {new.per_thousand(['blob']):,.0f} / {new.per_thousand(['queue']):,.0f} | "
-        f"{old.per_thousand(['blob']):,.0f} / {old.per_thousand(['queue']):,.0f} | "
-        f"{peer.per_thousand(['blob']):,.0f} / {peer.per_thousand(['queue']):,.0f} |",
-        f"| API requests per 1,000 records (listing, content, token) | {new.per_thousand(['api']):,.1f} | "
-        f"{old.per_thousand(['api']):,.1f} | {peer.per_thousand(['api']):,.1f} |",
-        f"| collector CPU per 1,000 records | **{1000 * new.cpu_seconds / new.records:,.2f} s** | "
-        f"{1000 * old.cpu_seconds / old.records:,.2f} s | {1000 * peer.cpu_seconds / peer.records:,.2f} s |",
-        f"| Functions GB-s per million records (CPU-bound floor: CPU s × {FLEX_INSTANCE_GB} GB) | "
-        f"{new.cpu_seconds / new.records * 1e6 * FLEX_INSTANCE_GB:,.0f} | {old.cpu_seconds / old.records * 1e6 * FLEX_INSTANCE_GB:,.0f} | "
-        f"{peer.cpu_seconds / peer.records * 1e6 * FLEX_INSTANCE_GB:,.0f} |",
+        "| measure | format 2 (this version) | format 2, detection rules off | format 1 (previous) | peer write pattern |",
+        "|---|---:|---:|---:|---:|",
+        row("records/s", lambda r: f"{r.rate:,.0f}", (0, 1)),
+        row("ratio to the peer (goal ≥ 1.5)", lambda r: f"{ratio(r.writer, 'peer'):.2f}", (0, 1)),
+        row("records lost / duplicated", lambda r: f"{r.unique - r.stored} / {r.duplicated if r.writer != 'peer' else '—'}"),
+        row("index bytes per record (Table billed size, all views; goal ≤ 400)",
+            lambda r: f"{r.index_bytes:,.0f} ({_split(r)})" if r.writer != "peer" else f"{r.index_bytes:,.0f} (the record's JSON)",
+            (0, 1)),
+        row("index entities per record", lambda r: f"{r.entities / max(r.stored, 1):.2f}"),
+        row("storage requests per 1,000 records (table + blob + queue)", per_k(STORAGE)),
+        row("the same without the detection rules' tables (goal ≤ half of format 1: "
+            f"{old_storage / 2:,.0f})", per_k(STORAGE, RULES), (0, 1)),
+        row("of which table: index", per_k(["table:index"])),
+        row("of which table: ledger + state", per_k(["table:ledger", "table:state"])),
+        row("of which blob / queue", lambda r: f"{r.per_thousand(['blob']):,.0f} / {r.per_thousand(['queue']):,.0f}"),
+        row("detection rules' table requests (issue 14: windows, first-seen, alerts)", per_k(RULES)),
+        row("API requests per 1,000 records (listing, content, token)", lambda r: f"{r.per_thousand(['api']):,.1f}"),
+        row("collector CPU per 1,000 records", lambda r: f"{1000 * r.cpu_seconds / r.records:,.2f} s", (0, 1)),
+        row(f"Functions GB-s per million records (CPU-bound floor: CPU s × {FLEX_INSTANCE_GB} GB)",
+            lambda r: f"{r.cpu_seconds / r.records * 1e6 * FLEX_INSTANCE_GB:,.0f}"),
         "",
         "How to read it: every writer fetches the same content over HTTPS from the simulator; the pipeline also "
-        "archives each blob, keeps its ledger row, moves its queue message and runs the detection rules. Azurite "
-        "runs on the same two cores, so records/s compares the writers' storage work on this machine, not Azure's "
-        "throughput. GB-s is a floor: on Azure an execution also waits on storage round trips, which concurrent "
-        "invocations on one instance overlap (host.json `batchSize`). The peer row keeps only a JSON copy of each "
-        "record: no query views, no raw archive.",
+        "archives each blob, keeps its ledger row, moves its queue message and (unless off) runs the detection rules. "
+        "Azurite runs on the same two cores, so records/s compares the writers' storage work on this machine, not "
+        "Azure's throughput. GB-s is a floor: on Azure an execution also waits on storage round trips, which "
+        "concurrent invocations on one instance overlap (host.json `batchSize`). The peer row keeps only a JSON copy of "
+        "each record: no query views, no raw archive, no duplicates collapsed across content types.",
     ]
     return "\n".join(lines)
 
 
 def _split(result: Result) -> str:
-    return ", ".join(f"{letter} {value:,.0f}" for letter, value in sorted(result.by_table.items()))
+    return ", ".join(f"{letter} {value:,.0f}" for letter, value in sorted(result.by_table.items()) if letter != "peer")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             for number in range(1, args.rounds + 1):
                 results = {}
                 for run in (lambda: run_pipeline(env, counter, args.workers, legacy=False),
+                            lambda: run_pipeline(env, counter, args.workers, legacy=False, rules=False),
                             lambda: run_pipeline(env, counter, args.workers, legacy=True),
                             lambda: run_peer(env, counter, args.workers, args.days)):
                     result = run()
@@ -386,7 +448,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         simulator.terminate()
         simulator.wait(timeout=20)
-    text = "## Ingest: the lean hot index (issue 11)\n\n" + report(rounds, args.workers)
+    sizes = by_tenant_size()
+    text = ("## Ingest: the lean hot index (issue 11)\n\n" + report(rounds, args.workers)
+            + "\n\nBy tenant size: the billed bytes and transactions of the index entities each format writes for the "
+            "same synthetic records (`by_tenant_size`: no storage involved; a blob per content type and 5 minutes, "
+            "the simulator's default). Bigger tenants have bigger blobs, so more of a user's or an operation's records "
+            "share a block; collector/cost.py takes the 10,000-seat figures.\n\n" + size_table(sizes))
+    summary = {writer: {"records": r.records, "unique": r.unique, "stored": r.stored, "seconds": r.seconds,
+                        "cpu_seconds": r.cpu_seconds, "requests": r.requests, "index_bytes_per_record": r.index_bytes,
+                        "entities": r.entities, "by_table": r.by_table, "blobs": r.blobs}
+               for writer, r in rounds[-1].items()}
+    summary["by_tenant_size"] = sizes  # type: ignore[assignment]  # a list beside the writers' records
+    (BENCH_DIR / "ingest-lean.json").write_text(json.dumps(summary, indent=2))
     print(text)
     if not args.no_write:
         write_section("ingest-lean", text)
