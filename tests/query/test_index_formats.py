@@ -18,8 +18,20 @@ from collector.models import ContentRef
 from collector.query.service import QueryService
 from devtools import legacy_index
 from tests.clock import FakeClock
-from tests.query.data import NOW, TENANT, WIDE, WIDE_END, WIDE_START, blob_body, build_rows, key_of, make_services, oracle
-from tests.query.test_query_service import FILTERS, all_pages
+from tests.query.data import (
+    FILTERS,
+    NOW,
+    TENANT,
+    WIDE,
+    WIDE_END,
+    WIDE_START,
+    all_pages,
+    blob_body,
+    build_rows,
+    key_of,
+    make_services,
+    oracle,
+)
 
 
 @dataclass
