@@ -11,13 +11,15 @@ view), which it still reads: days written by earlier versions stay queryable as 
     {p}t{day}  time view    PK hour (inverted)   RK inv(newest) + blob tag + digest    → rows with blob + positions
     {p}k{day}  keys table   PK shard of 2        RK u + user hash + inv + tag + digest → the user's rows or postings
                                                  RK o + operation hash + inv + tag + digest
-                                                 RK i + id key (keys.id_entry_key)     → which time block holds it
+    {p}j{day}  ids table    PK shard of 2        RK id key (keys.id_entry_key)         → which time block holds it
     {p}u/o/i{day}  format 1 only (read, never written)
 
-The user, operation and id entries of a blob's shard share one partition of one table, so they go
-in one transaction; writes group entities by (table, partition) into batches of at most 100 (the
-entity-group transaction limit; Azurite fails larger ones with a confusing error) and send them
-from a few threads.
+Days written before the ids table existed hold their id entries in the keys table (RowKey `i` + id
+key): lookups read the ids table first, then that old place, then format 1's. The user and
+operation entries of a blob's shard share one partition of the keys table, and its id entries one
+of the ids table, so each goes in one transaction; writes group entities by (table, partition) into
+batches of at most 100 (the entity-group transaction limit; Azurite fails larger ones with a
+confusing error) and send them from a few threads.
 
 Reads are *scans* of one view in newest-first order-key order. A block's RowKey carries the time of
 its newest record and its `o` property the time of its oldest: a scan asks for the blocks that
@@ -106,6 +108,16 @@ CONTENT_TYPE_CODES = ("Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.Sha
 _ROWS_PER_BLOCK = {View.TIME: 32, View.USER: 2, View.OPERATION: 8}
 RESOLVE_THREADS = 8  # time blocks read at once for a scan's postings
 _VIEW_LETTER = {View.USER: "u", View.OPERATION: "o"}
+# Where a day's id entries may be, in the order lookups read them: the ids table, the keys table (a
+# day written before the ids table existed), format 1's id table.
+_ID_LETTERS: tuple[str, ...] = (keys.IDS_TABLE, keys.KEYS_TABLE, View.ID)
+
+
+def _view_letters(view: View) -> tuple[str, ...]:
+    """The day tables that may hold `view`, in either format."""
+    if view == View.TIME:
+        return (View.TIME,)
+    return _ID_LETTERS if view == View.ID else (keys.KEYS_TABLE, view)
 
 
 @dataclass(frozen=True)
@@ -374,8 +386,8 @@ def plan_entities(items: Iterable[IndexItem], tenant_id: str) -> list[tuple[str,
             pointer = _BLOCK + block[0].inv.to_bytes(5, "big") + bytes.fromhex(tag + content)
             for record in block:
                 home[(blob, day, record.order)] = suffix
-                out.append((keys.KEYS_TABLE, day, {"PartitionKey": keys.id_partition(record.record_key, keys.KEY_SHARDS),
-                                                   "RowKey": keys.id_entry_key(record.record_key), PAYLOAD: pointer}))
+                out.append((keys.IDS_TABLE, day, {"PartitionKey": keys.id_partition(record.record_key, keys.KEY_SHARDS),
+                                                  "RowKey": keys.id_entry_key(record.record_key), PAYLOAD: pointer}))
     for (letter, day, blob, group_key), records in groups.items():
         if letter == "t":
             continue
@@ -571,15 +583,16 @@ class AuditIndex:
         return cached[1]
 
     def tables(self, view: View, *, refresh: bool = False) -> set[str]:
-        """Days (yyyyMMdd) that have `view`, in either format, from listings cached for TABLE_CACHE_SECONDS."""
-        days = set(self._days(view, refresh))
-        if view != View.TIME:
-            days |= self._days(keys.KEYS_TABLE, refresh)
+        """Days (yyyyMMdd) that have `view`, in either format, from listings cached for TABLE_CACHE_SECONDS.
+        The id view's days include those whose keys table holds the id entries (written before the
+        ids table existed)."""
+        days: set[str] = set()
+        for letter in _view_letters(view):
+            days |= self._days(letter, refresh)
         return days
 
     def _listed_at(self, view: View) -> float:
-        letters = [view] if view == View.TIME else [view, keys.KEYS_TABLE]
-        return min(self._listing[letter][0] for letter in letters)
+        return min(self._listing[letter][0] for letter in _view_letters(view))
 
     # ---------------------------------------------------------------- scans
 
@@ -731,38 +744,38 @@ class AuditIndex:
         """Find a record by its Id in the id entries of the newest `max_days` days, newest first.
 
         LOCATE_THREADS requests at a time: a point read of the deployment's own organization's id
-        entry in every day first (plus, for a hit, one read of the time block it points to), then
-        (only when that found nothing) a key-range query per day for another organization's record
-        with the same Id (its key carries an `_org` suffix: the dedupe key is (OrganizationId, Id)).
-        An unknown Id therefore costs at most 2 × max_days requests per table format in about
-        max_days / 8 round trips, and the answer says how far back it looked.
+        entry in every day's ids table first (plus, for a hit, one read of the time block it points
+        to), then (only when that found nothing) per day a key-range query of the ids table for
+        another organization's record with the same Id (its key carries an `_org` suffix: the
+        dedupe key is (OrganizationId, Id)) and one of each older place the day has (the keys
+        table of a day written before the ids table existed, format 1's id table), each for any
+        organization. An unknown Id therefore costs at most 3 × max_days requests (4 on days that
+        also have format 1 tables) in about max_days / 8 round trips, and the answer says how far
+        back it looked.
         """
         key = keys.kid(record_id)
         days = sorted(self.tables(View.ID, refresh=True), reverse=True)
         searched = days[:max_days] if key else []
-        new_days, old_days = self._days(keys.KEYS_TABLE, False), self._days(View.ID, False)
+        listed = {letter: self._days(letter, False) for letter in _ID_LETTERS}
 
         def exact(day: str) -> tuple[str, int] | None:
-            return self.location(day, key, formats=(day in new_days, day in old_days))
+            if day not in listed[keys.IDS_TABLE]:
+                return None
+            return self._point(day, keys.IDS_TABLE, keys.id_partition(key, keys.KEY_SHARDS),
+                               keys.id_entry_key(key), key)
 
-        def other_org(day: str) -> tuple[str, int] | None:
-            for letter, base in ((keys.KEYS_TABLE, keys.id_entry_key(key)), (View.ID, key)):
-                if day not in (new_days if letter == keys.KEYS_TABLE else old_days):
+        def rest(day: str) -> tuple[str, int] | None:
+            for letter in _ID_LETTERS:
+                if day not in listed[letter]:
                     continue
-                table = self.clients.get(keys.table_name(self.prefix, letter, day))
-                try:
-                    for entity in table.query_entities("RowKey gt @low and RowKey lt @high",
-                                                       parameters={"low": base + "_", "high": base + "`"}):
-                        record_key = key + entity["RowKey"][len(base):]
-                        found = self._resolve(day, entity, record_key)
-                        if found is not None:
-                            return found
-                except ResourceNotFoundError:
-                    pass  # dropped since the listing
+                # the ids table's own-org entry was read by `exact`: only other organizations' here
+                found = self._any_org(day, letter, key, own=letter != keys.IDS_TABLE)
+                if found is not None:
+                    return found
             return None
 
         with ThreadPoolExecutor(max_workers=LOCATE_THREADS) as pool:
-            for probe in (exact, other_org):
+            for probe in (exact, rest):
                 for start in range(0, len(searched), 2 * LOCATE_THREADS):  # newest first, in rounds
                     for found in pool.map(probe, searched[start:start + 2 * LOCATE_THREADS]):
                         if found is not None:
@@ -770,18 +783,46 @@ class AuditIndex:
                                           len(days) > len(searched))
         return Lookup(None, len(searched), searched[-1] if searched else None, len(days) > len(searched))
 
-    def location(self, day: str, record_key: str, *, formats: tuple[bool, bool] = (True, True)) -> tuple[str, int] | None:
+    def _any_org(self, day: str, letter: str, key: str, *, own: bool) -> tuple[str, int] | None:
+        """The first id entry of `key` (kid) in `day`'s table `letter` (ids, keys or format 1 id
+        table) for another organization (`key_org`), or for any organization (`own`: the
+        deployment's own too), by one key-range query over the table's partitions (an entry's
+        partition depends on its organization)."""
+        if letter == keys.IDS_TABLE:
+            base = keys.id_entry_key(key)
+        else:
+            base = keys.keys_table_id_key(key) if letter == keys.KEYS_TABLE else key  # format 1: the record key
+        # "_" (the org separator) sorts just before "`": [base_, base`) holds exactly base's other orgs
+        low = ("RowKey ge @low", base) if own else ("RowKey gt @low", base + "_")
+        table = self.clients.get(keys.table_name(self.prefix, letter, day))
+        try:
+            for entity in table.query_entities(f"{low[0]} and RowKey lt @high",
+                                               parameters={"low": low[1], "high": base + "`"}):
+                suffix = entity["RowKey"][len(base):]
+                if suffix and not suffix.startswith("_"):
+                    continue  # another, longer Id that starts like this one (non-GUID ids only)
+                found = self._resolve(day, entity, key + suffix)
+                if found is not None:
+                    return found
+        except ResourceNotFoundError:
+            pass  # dropped since the listing
+        return None
+
+    def location(self, day: str, record_key: str) -> tuple[str, int] | None:
         """(archive blob, position) of the record with `record_key` (kid + org suffix: the order
-        key without its time) in `day`'s id entries, or None: format 2's keys table, then format
-        1's id table (`formats` says which of the two to read)."""
-        new, old = formats
-        if new:
-            found = self._point(day, keys.KEYS_TABLE, keys.id_partition(record_key, keys.KEY_SHARDS),
-                                keys.id_entry_key(record_key),
-                                record_key)
+        key without its time) in `day`'s id entries, or None: the ids table, then the keys table
+        (a day written before the ids table existed), then format 1's id table; one point read
+        each, until one holds it."""
+        places = (
+            (keys.IDS_TABLE, keys.id_partition(record_key, keys.KEY_SHARDS), keys.id_entry_key(record_key)),
+            (keys.KEYS_TABLE, keys.id_partition(record_key, keys.KEY_SHARDS), keys.keys_table_id_key(record_key)),
+            (View.ID, keys.id_partition(record_key), record_key),
+        )
+        for letter, partition, row_key in places:
+            found = self._point(day, letter, partition, row_key, record_key)
             if found is not None:
                 return found
-        return self._point(day, View.ID, keys.id_partition(record_key), record_key, record_key) if old else None
+        return None
 
     def _point(self, day: str, letter: str, partition: str, row_key: str, record_key: str) -> tuple[str, int] | None:
         table = self.clients.get(keys.table_name(self.prefix, letter, day))

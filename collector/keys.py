@@ -27,12 +27,20 @@ SHARDS = 4
 KEY_SHARDS = 2
 HASH_LEN = 16
 VIEWS: tuple[View, ...] = tuple(View)  # t, u, o, i: the index's views (query plans, listings)
-# The keys table of index format 2 (collector/index.py): the user, operation and id entries of a day
-# in one table, so that a content blob's entries of one shard go in one transaction.
+# The keys table of index format 2 (collector/index.py): the user and operation blocks of a day in
+# one table, so that a content blob's entries of one shard go in one transaction. Days written
+# before the ids table existed (up to 2026-12-04) hold their id entries here too (RowKey `i` +
+# id_entry_key): lookups still read them there.
 KEYS_TABLE = "k"
+# The ids table of index format 2: a day's id entries, apart from the keys table that user and
+# operation queries read, so those queries (Azurite scans a whole table per request) never wade
+# through one id entry per record. KEY_SHARDS partitions, like the keys table.
+IDS_TABLE = "j"
+# The RowKey letter of an id entry in a keys table written before IDS_TABLE (the old place).
+KEYS_ID_MARK = "i"
 # Every day table letter, the order a day is dropped in: the id tables last, so that a drop cut
-# short still shows the day to the next run (legacy i, then k).
-TABLE_LETTERS: tuple[str, ...] = (View.TIME, View.USER, View.OPERATION, View.ID, KEYS_TABLE)
+# short still shows the day to the next run (format 1's i, then j).
+TABLE_LETTERS: tuple[str, ...] = (View.TIME, View.USER, View.OPERATION, KEYS_TABLE, View.ID, IDS_TABLE)
 
 # Characters Table keys may not hold (plus `%`, our escape, and `_`, our org separator); blob
 # names get the same treatment so a contentId is always one path segment.
@@ -146,8 +154,8 @@ _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 
 def id_entry_key(record_key: str) -> str:
-    """The RowKey of a record's id entry in the keys table: `i` + `g` + 22 characters for a GUID
-    Id, `i` + `x` + the escaped Id otherwise, then the organization suffix (`_org`, see org_suffix)."""
+    """The RowKey of a record's id entry in the ids table: `g` + 22 characters for a GUID Id, `x` +
+    the escaped Id otherwise, then the organization suffix (`_org`, see org_suffix)."""
     ident, sep, org = record_key.partition("_")
     if _GUID.fullmatch(ident):
         number = int(ident.replace("-", ""), 16)
@@ -155,8 +163,13 @@ def id_entry_key(record_key: str) -> str:
         for _ in range(22):
             number, digit = divmod(number, 64)
             digits.append(_ID64[digit])
-        return "ig" + "".join(reversed(digits)) + sep + org
-    return "ix" + record_key
+        return "g" + "".join(reversed(digits)) + sep + org
+    return "x" + record_key
+
+
+def keys_table_id_key(record_key: str) -> str:
+    """The RowKey the same id entry had in the keys table of a day written before IDS_TABLE existed."""
+    return KEYS_ID_MARK + id_entry_key(record_key)
 
 
 def hour_partition(when: datetime) -> str:

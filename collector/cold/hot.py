@@ -21,9 +21,10 @@ class HotIdView:
         self.prefix = prefix
 
     def days(self) -> list[str]:
-        """Days (yyyyMMdd) that have id entries (format 1 id table or format 2 keys table), oldest first."""
+        """Days (yyyyMMdd) that have id entries (format 2's ids table, or its keys table on days
+        written before the ids table existed, or format 1's id table), oldest first."""
         days: set[str] = set()
-        for letter in (View.ID, keys.KEYS_TABLE):
+        for letter in (keys.IDS_TABLE, keys.KEYS_TABLE, View.ID):
             low = f"{self.prefix}{letter}"
             names = self.clients.names(low, f"{low}~")
             days.update(n[len(low):] for n in names if len(n) == len(low) + 8 and n[len(low):].isdigit())

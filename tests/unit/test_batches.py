@@ -28,9 +28,10 @@ def test_a_blob_becomes_one_transaction_per_partition_at_most_100_entities_each(
     assert all(len(rows) <= BATCH_LIMIT and len({r["PartitionKey"] for r in rows}) == 1 for _, rows in batches)
     assert all(sum(len(r["d"]) for r in rows) <= BATCH_BYTES for _, rows in batches)
     by_table = {table: sum(len(rows) for t, rows in batches if t == table) for table, _ in batches}
-    # t: one block; k: one user block + one operation block + 250 id entries, over the shards
-    assert by_table == {"pt20261125": 1, "pk20261125": 252}
-    assert len(batches) <= 1 + keys.SHARDS + 2  # 250 ids over 4 shards: ≤ 100 each, so one batch per shard, or two
+    # t: one block; k: one user block + one operation block; j: 250 id entries, over the shards
+    assert by_table == {"pt20261125": 1, "pk20261125": 2, "pj20261125": 250}
+    # k: the two blocks in one or two shards; j: 250 ids over 2 shards of ≤ 100 per batch: at most 2 + 2
+    assert len(batches) <= 1 + keys.KEY_SHARDS + 4
 
 
 def test_a_record_twice_in_a_blob_is_written_once_and_days_have_their_own_tables():
@@ -38,7 +39,7 @@ def test_a_record_twice_in_a_blob_is_written_once_and_days_have_their_own_tables
     batches = plan_batches(items, "p", TENANT)
     keys_written = [(table, row["RowKey"]) for table, rows in batches for row in rows]
     assert len(keys_written) == len(set(keys_written))
-    assert sum(1 for table, key in keys_written if key.startswith("i")) == 3
+    assert sum(1 for table, key in keys_written if table.startswith("pj")) == 3
     assert {table[-8:] for table, _ in batches} == {"20261125", "20261126"}
 
 

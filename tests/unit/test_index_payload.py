@@ -93,11 +93,11 @@ def blob_items(count: int, step: timedelta, users: int = 3, blob: str = BLOB) ->
 def test_a_blob_packs_into_few_blocks_and_one_id_entry_per_record():
     items = blob_items(300, timedelta(seconds=3))  # 15 minutes of one hour (3:44 to 3:59), 3 users, one operation
     written = by_letter(items)
-    time_blocks, key_entries = written["t"], written["k"]
+    time_blocks, key_entries, id_entries = written["t"], written["k"], written["j"]
     assert len(time_blocks) == 3  # cut once a block spans CUT_SECONDS (100 rows) and holds CUT_ROWS
     assert sum(e["RowKey"].startswith("u") for e in key_entries) == 6  # a user: 64 rows (9.6 minutes), the rest
     assert sum(e["RowKey"].startswith("o") for e in key_entries) == 3
-    assert sum(e["RowKey"].startswith("i") for e in key_entries) == 300
+    assert len(key_entries) == 9 and len(id_entries) == 300  # the ids in their own table, none in the keys table
     rows = [row for block in time_blocks for row in rows_of(block, 0)]
     assert sorted((row.blob, row.position) for row in rows) == [(BLOB, i) for i in range(300)]
     for user in range(3):
@@ -118,7 +118,7 @@ def test_a_user_seldom_in_a_blob_is_kept_as_postings_read_through_the_time_block
 def test_every_block_carries_its_oldest_row_so_the_service_can_skip_it():
     items = blob_items(200, timedelta(seconds=20), users=2)  # 66 minutes: two hours of the time view
     for letter, _day, block in plan_entities(items, TENANT):
-        if letter == "k" and block["RowKey"].startswith("i"):
+        if letter == keys.IDS_TABLE:
             continue
         seconds = [keys.INV_BASE - int(row.key[:10]) for row in rows_of(block, 0 if letter == "t" else 17)]
         newest = keys.INV_BASE - int(block["RowKey"][0 if letter == "t" else 17:][:10])
@@ -157,11 +157,11 @@ def test_rows_come_newest_first_across_overlapping_blocks_of_many_blobs():
 
 def test_the_id_entry_points_at_the_time_block_that_holds_the_record():
     written = by_letter([IndexItem(ENTRY, WHEN, BLOB, 41)])
-    (entry_,) = [e for e in written["k"] if e["RowKey"].startswith("i")]
+    (entry_,) = written["j"]
     pointer = pointer_of(entry_)
     (block,) = written["t"]
     assert pointer == BlockRef(block["PartitionKey"], block["RowKey"])
-    assert entry_["RowKey"] == keys.id_entry_key(keys.kid(ENTRY.id)) and len(entry_["RowKey"]) == 24
+    assert entry_["RowKey"] == keys.id_entry_key(keys.kid(ENTRY.id)) and len(entry_["RowKey"]) == 23
     assert set(block) == {"PartitionKey", "RowKey", "d", index.OLDEST} and set(entry_) == {"PartitionKey", "RowKey", "d"}
     assert [(row.blob, row.position) for row in rows_of(block, 0)] == [(BLOB, 41)]
 
@@ -170,7 +170,9 @@ def test_guid_id_keys_are_compact_and_distinct_from_other_ids():
     guid = keys.kid("5B3D2F6E-8C41-4A7E-9D0B-08DC73F1A2B4")
     assert keys.id_entry_key(guid) == keys.id_entry_key(keys.kid(ENTRY.id))
     assert keys.id_entry_key(guid + "_org") == keys.id_entry_key(guid) + "_org"
-    assert keys.id_entry_key("abc").startswith("ix") and keys.id_entry_key(guid).startswith("ig")
+    assert keys.id_entry_key("abc").startswith("x") and keys.id_entry_key(guid).startswith("g")
+    # the key the same entry had in a keys table written before the ids table (read, never written)
+    assert keys.keys_table_id_key(guid + "_org") == "i" + keys.id_entry_key(guid) + "_org"
     assert len({keys.id_entry_key(keys.kid(f"5b3d2f6e-8c41-4a7e-9d0b-{i:012x}")) for i in range(1000)}) == 1000
 
 
