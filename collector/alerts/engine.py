@@ -74,19 +74,33 @@ def key_hash(values: Sequence[str]) -> str:
     return hashlib.sha256("\x1f".join(values).encode("utf-8")).hexdigest()[:24]
 
 
+def window_name(rule: str, digest: str) -> str:
+    """A threshold window among those of its start: the rule and the key's hash."""
+    return f"{rule}~{digest}"
+
+
 # ------------------------------------------------------------------ collaborators
 
 
 class WindowStore(Protocol):
-    def add(self, rule: str, key: str, start: datetime, rows: Sequence[WindowRow]) -> None: ...
+    """Threshold windows by their start; a window is `{rule}~{key hash}` (window_name)."""
 
-    def rows(self, rule: str, key: str, start: datetime, limit: int) -> list[WindowRow]: ...
+    def add(self, start: datetime, rows: Mapping[str, Sequence[WindowRow]]) -> None:
+        """Store a blob's rows of the windows that start at `start`, by window."""
+        ...
+
+    def rows(self, start: datetime, windows: Sequence[str], limit: int) -> dict[str, list[WindowRow]]:
+        """Each window's stored rows (at most `limit` of each)."""
+        ...
 
 
 class SeenStore(Protocol):
-    def sighting(self, rule: str, key: str, when: datetime, record: str, history: timedelta) -> str | None:
-        """The record that opened this key's current episode when `when` opens or is that episode
-        (the alert is due, or due again after a crash), else None (the key is known)."""
+    def sightings(self, rule: str, key: str, seen: Sequence[tuple[datetime, str]],
+                  history: timedelta) -> tuple[list[str], Seen | None, int]:
+        """Record a blob's sightings (time, record) of a key, in order, as apply_sightings decides
+        them: the records whose alert is due, the key's state after them (None: unknown, nothing
+        stored), and how many of `seen` were decided (the caller raises the due alert and passes
+        the rest again; apply_sightings says why)."""
         ...
 
 
@@ -105,6 +119,47 @@ class AlertOutbox(Protocol):
 class WindowRow(NamedTuple):
     record: str  # the record id (a window counts each once)
     values: Mapping[str, str | float]  # the fields its threshold tests read
+
+
+class Seen(NamedTuple):
+    """A first-seen key's stored state: the episode opened by `opened` at `opened_at`."""
+
+    first: datetime
+    last: datetime
+    opened: str
+    opened_at: datetime
+
+
+def apply_sightings(state: Seen | None, seen: Sequence[tuple[datetime, str]],
+                    history: timedelta) -> tuple[Seen | None, list[str], int]:
+    """Sightings (time, record) of one key decided in order, as each record alone would be: a new
+    key, or one unseen for longer than `history`, opens an episode (its record's alert is due); the
+    record that opened the current episode is due again (a redelivery after a crash before its
+    alert was stored); otherwise `first` and `last` widen. Stops before a second due record, so the
+    stored state names the opener of every alert raised before it (a crash after storing then
+    loses none). The state after, the due records, how many sightings were decided."""
+    due: list[str] = []
+    for used, (when, record) in enumerate(seen):
+        after = state
+        if state is None:
+            after = Seen(when, when, record, when)
+        elif state.opened == record:
+            pass
+        elif when - state.last > history:
+            after = Seen(state.first, when, record, when)
+        elif when > state.last:
+            state = state._replace(last=when)
+            continue
+        elif when < state.first:
+            state = state._replace(first=when)
+            continue
+        else:
+            continue
+        if due:
+            return state, due, used
+        due.append(record)
+        state = after
+    return state, due, len(seen)
 
 
 class _Plan:
@@ -175,6 +230,7 @@ class AlertEngine:
         self._tenant = tenant_id.lower()
         self._plans = [_Plan(rule) for rule in self.rules]
         self._window_ids: dict[tuple[str, tuple[str, ...], datetime], tuple[str, str]] = {}
+        self._seen: dict[tuple[str, str], Seen] = {}  # first-seen keys' state as this process last met it
         # Per distinct operation, the rules that can match its records, each with its condition
         # less the operation tests (None: every record of the operation matches). A day holds a few
         # hundred operations, so this is built a few hundred times and read once per record.
@@ -199,6 +255,7 @@ class AlertEngine:
         # The hot loop of the rules' ingest cost (docs/performance.md "alerts"): per record one cache
         # lookup by operation, then only the rules (plans) and tests that operation leaves.
         windows: dict[tuple[_Plan, tuple[str, ...], int], dict[str, tuple[dict[str, str | float], Event]]] = {}
+        sightings: dict[tuple[_Plan, tuple[str, ...]], list[tuple[datetime, str, Event]]] = {}
         cache = self._for_operation
         matched = 0
         self.stats.records += len(items)
@@ -224,8 +281,9 @@ class AlertEngine:
                             rows[self._record_key(event)] = (plan.row_values(event), event)
                         elif plan.kind == "event":
                             self.raise_alert(self._event_alert(plan.rule, event))
-                        else:
-                            self._first_seen(plan.rule, event, item.when)
+                        else:  # decided per key once the blob is read (_first_seen)
+                            sightings.setdefault((plan, plan.key_of(event)), []).append(
+                                (item.when, self._record_key(event), event))
                     except AzureError:
                         raise
                     except Exception:  # noqa: BLE001 - one rule's failure spares the others
@@ -235,17 +293,30 @@ class AlertEngine:
                                              "contentId": ref.content_id})
         finally:
             self.stats.matched += matched
-        for (plan, key, epoch_start), rows in windows.items():
-            rule = plan.rule
-            start = datetime.fromtimestamp(epoch_start, UTC)
+        for (plan, key), seen in sightings.items():
             try:
-                self._window(rule, key, start, rows)
+                self._first_seen(plan.rule, key, seen)
             except AzureError:
                 raise
             except Exception:  # noqa: BLE001
                 self.stats.errors += 1
-                log.exception("alerts.rule_failed %s window %s", rule.name, format_iso(start),
-                              extra={"rule": rule.name, "contentType": ref.content_type, "contentId": ref.content_id})
+                log.exception("alerts.rule_failed %s first-seen", plan.rule.name,
+                              extra={"rule": plan.rule.name, "contentType": ref.content_type, "contentId": ref.content_id})
+        # A blob's windows by their start (every rule's): each start is one partition, its windows
+        # written and read back together.
+        groups: dict[int, dict[tuple[_Plan, tuple[str, ...]], dict[str, tuple[dict[str, str | float], Event]]]] = {}
+        for (plan, key, epoch_start), rows in windows.items():
+            groups.setdefault(epoch_start, {})[(plan, key)] = rows
+        for epoch_start, by_window in groups.items():
+            start = datetime.fromtimestamp(epoch_start, UTC)
+            try:
+                self._windows(start, by_window, ref)
+            except AzureError:
+                raise
+            except Exception:  # noqa: BLE001
+                self.stats.errors += 1
+                log.exception("alerts.rule_failed windows %s", format_iso(start),
+                              extra={"contentType": ref.content_type, "contentId": ref.content_id})
 
     def _rules_for(self, operation: str) -> tuple[tuple[_Plan, Predicate | None], ...]:
         if len(self._for_operation) >= OPERATION_CACHE:  # hostile or drifting input: stay bounded
@@ -272,33 +343,74 @@ class AlertEngine:
         return Alert(alert_id(rule.name, self._record_key(event)), rule.name, rule.severity, entry.when, entry.user,
                      _summary(rule, entry.operation, entry.user, entry.object), (entry.id,), 1, "event")
 
-    def _first_seen(self, rule: Rule, event: Event, when: datetime) -> None:
+    def _first_seen(self, rule: Rule, key: tuple[str, ...], seen: Sequence[tuple[datetime, str, Event]]) -> None:
+        """A blob's sightings of one first-seen key, in blob order: one store call (a get and at most
+        one write) unless this process knows them all to be inside the key's stored [first, last]
+        and none to be the episode's opener. Storage only ever widens that span (and a new episode
+        opens only beyond it), so such sightings change nothing and raise nothing."""
         assert rule.window is not None
-        key = rule.key_of(event)
         digest = key_hash(key)
-        opened = self.seen.sighting(rule.name, digest, when, self._record_key(event), rule.window)
-        if opened is None:
+        known = self._seen.get((rule.name, digest))
+        if known is not None and all(known.first <= when <= known.last and record != known.opened
+                                     for when, record, _ in seen):
             return
-        entry = event.entry
-        self.raise_alert(Alert(alert_id(rule.name, digest, opened), rule.name, rule.severity, when, entry.user,
-                          _summary(rule, entry.operation, entry.user, entry.object) + f" (first in {_span(rule.window)})",
-                          (entry.id,), 1, "first-seen", dict(zip(rule.key, key, strict=True))))
+        events = {record: (when, event) for when, record, event in reversed(seen)}  # each record's first sighting
+        pending = [(when, record) for when, record, _ in seen]
+        while pending:
+            due, state, used = self.seen.sightings(rule.name, digest, pending, rule.window)
+            if state is not None:
+                if len(self._seen) >= FIRED_CACHE:
+                    self._seen.clear()
+                self._seen[(rule.name, digest)] = state
+            for opened in due:
+                when, event = events[opened]
+                entry = event.entry
+                self.raise_alert(Alert(alert_id(rule.name, digest, opened), rule.name, rule.severity, when, entry.user,
+                                  _summary(rule, entry.operation, entry.user, entry.object)
+                                  + f" (first in {_span(rule.window)})",
+                                  (entry.id,), 1, "first-seen", dict(zip(rule.key, key, strict=True))))
+            pending = pending[used:]
 
-    def _window(self, rule: Rule, key: tuple[str, ...], start: datetime,
-                rows: Mapping[str, tuple[Mapping[str, str | float], Event]]) -> None:
+    def _windows(self, start: datetime,
+                 by_window: Mapping[tuple[_Plan, tuple[str, ...]], Mapping[str, tuple[Mapping[str, str | float], Event]]],
+                 ref: ContentRef) -> None:
+        """A blob's rows of the windows that start at `start`, every rule and key at once: written
+        (one transaction per 100 rows), then those windows' rows read back. Writing first, then
+        reading, is what makes the last of several writers see every row (docs/alerts.md "Exactly
+        once")."""
+        open_windows: dict[str, tuple[_Plan, tuple[str, ...], str]] = {}
+        for plan, key in by_window:
+            rule = plan.rule
+            slot = (rule.name, key, start)
+            ids = self._window_ids.get(slot)
+            if ids is None:  # a window is met by many blobs: its name and alert id once
+                if len(self._window_ids) >= FIRED_CACHE:
+                    self._window_ids.clear()
+                digest = key_hash(key)
+                ids = self._window_ids[slot] = (window_name(rule.name, digest),
+                                                alert_id(rule.name, digest, str(int(start.timestamp()))))
+            if ids[1] not in self._fired:  # else stored and queued by this process already: closed for us
+                open_windows[ids[0]] = (plan, key, ids[1])
+        if not open_windows:
+            return
+        self.windows.add(start, {window: [WindowRow(record, values) for record, (values, _)
+                                          in by_window[(plan, key)].items()]
+                                 for window, (plan, key, _) in open_windows.items()})
+        stored = self.windows.rows(start, list(open_windows), limit=_ROW_LIMIT)
+        for window, (plan, key, identity) in open_windows.items():
+            rule = plan.rule
+            try:
+                self._window(rule, key, start, identity, by_window[(plan, key)], stored.get(window, []))
+            except AzureError:
+                raise
+            except Exception:  # noqa: BLE001 - one window's failure spares the others
+                self.stats.errors += 1
+                log.exception("alerts.rule_failed %s window %s", rule.name, format_iso(start),
+                              extra={"rule": rule.name, "contentType": ref.content_type, "contentId": ref.content_id})
+
+    def _window(self, rule: Rule, key: tuple[str, ...], start: datetime, identity: str,
+                rows: Mapping[str, tuple[Mapping[str, str | float], Event]], stored: Sequence[WindowRow]) -> None:
         assert rule.window is not None and rule.threshold is not None
-        slot = (rule.name, key, start)
-        ids = self._window_ids.get(slot)
-        if ids is None:  # a window is met by many blobs: its two hashes once
-            if len(self._window_ids) >= FIRED_CACHE:
-                self._window_ids.clear()
-            digest = key_hash(key)
-            ids = self._window_ids[slot] = (digest, alert_id(rule.name, digest, str(int(start.timestamp()))))
-        digest, identity = ids
-        if identity in self._fired:
-            return  # stored and queued by this process already: the window is closed for us
-        self.windows.add(rule.name, digest, start, [WindowRow(record, values) for record, (values, _) in rows.items()])
-        stored = self.windows.rows(rule.name, digest, start, limit=_ROW_LIMIT)
         if len(stored) < rule.threshold.min_rows:
             return  # too few records for any count or distinct test to hold (most windows)
         measures = measure(rule, stored)

@@ -3,7 +3,7 @@
 | table | PartitionKey | RowKey | what |
 |---|---|---|---|
 | `{p}alerts` | `a` | `{inv(time):010}{id}` (newest first) | one alert: its JSON fields as properties, `queued`, `delivered` |
-| `{p}alertw{yyyyMMdd}` (day of the window's start) | `{rule}~{key hash}~{start epoch}` | record hash | a record that matched a threshold rule, `v` the values its tests read |
+| `{p}alertw{yyyyMMdd}` (day of the window's start) | `{start epoch}` | `{rule}~{key hash}~{record hash}` | a record that matched a threshold rule: `w` its window (`{rule}~{key hash}`), `id` its id, `v` the values its tests read |
 | `{p}alertseen` | rule | key hash | first-seen keys: `first`, `last`, `opened` (the record that opened the episode), `openedAt` |
 
 Alerts are inserted with `create_entity` (insert-if-not-exists: a second writer of the same id
@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,11 +32,12 @@ from ..errors import MessageFormatError
 from ..keys import epoch, inv
 from ..tables import TableClients, table_missing
 from ..timeutil import format_iso, parse_time
-from .engine import Alert, WindowRow
+from .engine import Alert, Seen, WindowRow, apply_sightings
 
 log = logging.getLogger(__name__)
 
 PARTITION = "a"
+WINDOWS_PER_QUERY = 14  # a filter holds at most 15 comparisons: the partition's and one per window
 WINDOW_DAYS = 40  # longer than the longest window (31 d) plus the API's 7 days of late content
 MESSAGE_TTL_SECONDS = 7 * 24 * 3600
 
@@ -144,21 +145,25 @@ def from_entity(entity: dict[str, Any]) -> Alert:
 
 
 class WindowTable:
-    """Threshold windows: one row per matching record, in day tables dropped after WINDOW_DAYS."""
+    """Threshold windows: one row per matching record, in day tables dropped after WINDOW_DAYS.
+
+    The windows that start at one moment share a partition (every rule and key: a blob's records
+    mostly fall in one or two window starts), and a window is the row key's prefix, `{rule}~{key
+    hash}` (also the property `w`). So a content blob's rows are written in one transaction per
+    (start, 100 rows), and the windows it touched read back with one query per (start,
+    WINDOWS_PER_QUERY windows): a small constant number of requests per blob, whatever the number of
+    rules and keys it meets."""
 
     def __init__(self, tables: TableClients, prefix: str) -> None:
         self.tables = tables
         self.prefix = prefix
 
-    @staticmethod
-    def _partition(rule: str, key: str, start: datetime) -> str:
-        return f"{rule}~{key}~{epoch(start)}"
-
-    def add(self, rule: str, key: str, start: datetime, rows: Sequence[WindowRow]) -> None:
-        partition = self._partition(rule, key, start)
-        entities = [{"PartitionKey": partition, "RowKey": hashlib.sha256(row.record.encode("utf-8")).hexdigest()[:32],
+    def add(self, start: datetime, rows: Mapping[str, Sequence[WindowRow]]) -> None:
+        """Upsert the rows of the windows (`{rule}~{key hash}`) that start at `start`."""
+        partition = str(epoch(start))
+        entities = [{"PartitionKey": partition, "RowKey": f"{window}~{_record_hash(row.record)}", "w": window,
                      "id": row.record, "v": json.dumps(row.values, separators=(",", ":"), ensure_ascii=False)}
-                    for row in rows]
+                    for window, window_rows in rows.items() for row in window_rows]
         for offset in range(0, len(entities), 100):  # a transaction holds at most 100 entities
             chunk: list[tuple[str, dict[str, Any]]] = [("upsert", entity) for entity in entities[offset:offset + 100]]
 
@@ -167,19 +172,47 @@ class WindowTable:
 
             self.tables.write(window_table(self.prefix, start), submit)
 
-    def rows(self, rule: str, key: str, start: datetime, limit: int) -> list[WindowRow]:
+    def rows(self, start: datetime, windows: Sequence[str], limit: int) -> dict[str, list[WindowRow]]:
+        """Each window's rows (at most `limit` of each)."""
         client = self.tables.get(window_table(self.prefix, start))
-        out = []
+        found: dict[str, dict[str, WindowRow]] = {window: {} for window in windows}
+        pending = sorted(found)
+        partition = str(epoch(start))
+        while pending:
+            ask, pending = pending[:WINDOWS_PER_QUERY], pending[WINDOWS_PER_QUERY:]
+            while ask and self._query(client, partition, ask, limit, found):
+                ask = [window for window in ask if len(found[window]) < limit]  # one at its limit: the others again
+        return {window: list(rows.values()) for window, rows in found.items()}
+
+    @staticmethod
+    def _query(client: TableClient, partition: str, windows: Sequence[str], limit: int,
+               found: dict[str, dict[str, WindowRow]]) -> bool:
+        """One query for `windows`, their rows added to `found` (by row key: a row read twice counts
+        once). It stops at the first window that reaches `limit` (True: the caller asks again for
+        the others), so a huge window is not read to its end. One window is a row key range; several
+        are `w eq` tests (a filter holds at most 15 comparisons; an `or` of row key ranges would be
+        a partition scan all the same)."""
+        params: dict[str, Any] = {"p": partition}
+        if len(windows) == 1:
+            where = "PartitionKey eq @p and RowKey gt @low and RowKey lt @high"
+            params["low"], params["high"] = f"{windows[0]}~", f"{windows[0]}~~"  # '~' sorts after the hex digits
+        else:
+            tests = " or ".join(f"w eq @w{i}" for i in range(len(windows)))
+            where = f"PartitionKey eq @p and ( {tests} )"  # spaced: the SDK substitutes @names between spaces
+            params.update({f"w{i}": window for i, window in enumerate(windows)})
         try:
-            for entity in client.query_entities("PartitionKey eq @p", parameters={"p": self._partition(rule, key, start)},
-                                                results_per_page=1000, select=["id", "v"]):
-                out.append(WindowRow(str(entity["id"]), json.loads(entity.get("v") or "{}")))
-                if len(out) >= limit:
-                    break
+            for entity in client.query_entities(where, parameters=params, results_per_page=1000,
+                                                select=["RowKey", "w", "id", "v"]):
+                rows = found.get(str(entity.get("w", "")))
+                if rows is None:
+                    continue
+                rows[str(entity["RowKey"])] = WindowRow(str(entity["id"]), json.loads(entity.get("v") or "{}"))
+                if len(rows) >= limit:
+                    return True
         except HttpResponseError as exc:
             if not _missing(exc):
                 raise
-        return out
+        return False
 
     def prune(self, now: datetime) -> list[str]:
         """Drop the window tables of days older than WINDOW_DAYS; the names dropped."""
@@ -190,8 +223,15 @@ class WindowTable:
         return names
 
 
+def _record_hash(record: str) -> str:
+    return hashlib.sha256(record.encode("utf-8")).hexdigest()[:32]
+
+
 class SeenTable:
-    """First-seen keys per rule (the SeenStore of engine.py)."""
+    """First-seen keys per rule (the SeenStore of engine.py): one entity per (rule, key), `first`,
+    `last`, `opened` (the record that opened the current episode) and `openedAt`. A content blob's
+    sightings of a key are decided together (apply_sightings) and written once, under an ETag
+    condition: a get and at most one write per (rule, key) and blob."""
 
     def __init__(self, tables: TableClients, prefix: str) -> None:
         self.tables = tables
@@ -201,38 +241,35 @@ class SeenTable:
         self.tables.create(self.name)
         return self.tables.get(self.name)
 
-    def sighting(self, rule: str, key: str, when: datetime, record: str, history: timedelta) -> str | None:
+    def sightings(self, rule: str, key: str, seen: Sequence[tuple[datetime, str]],
+                  history: timedelta) -> tuple[list[str], Seen | None, int]:
         client = self._client()
         for _ in range(8):  # ETag races with other instances: read again and decide again
+            entity: Any = None
+            state: Seen | None = None
             try:
                 entity = client.get_entity(rule, key)
+                state = Seen(parse_time(str(entity["first"])), parse_time(str(entity["last"])),
+                             str(entity["opened"]), parse_time(str(entity.get("openedAt") or entity["first"])))
             except ResourceNotFoundError:
-                try:
-                    client.create_entity({"PartitionKey": rule, "RowKey": key, "first": format_iso(when),
-                                          "last": format_iso(when), "opened": record, "openedAt": format_iso(when)})
-                    return record
-                except ResourceExistsError:
-                    continue
-            if entity.get("opened") == record:
-                return record  # this record opened the episode: its alert is due (again, after a crash)
-            last = parse_time(str(entity["last"]))
-            changes: dict[str, Any]
-            if when - last > history:
-                changes = {"last": format_iso(when), "opened": record, "openedAt": format_iso(when)}
-            elif when > last:
-                changes = {"last": format_iso(when)}
-            elif when < parse_time(str(entity["first"])):
-                changes = {"first": format_iso(when)}
-            else:
-                return None
+                pass
+            after, due, used = apply_sightings(state, seen, history)
+            if after == state:
+                return due, after, used
+            assert after is not None  # a sighting never forgets a key
+            values = {"PartitionKey": rule, "RowKey": key, "first": format_iso(after.first),
+                      "last": format_iso(after.last), "opened": after.opened, "openedAt": format_iso(after.opened_at)}
             try:
-                client.update_entity({"PartitionKey": rule, "RowKey": key, **changes}, mode=UpdateMode.MERGE,
-                                     etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
-            except (ResourceModifiedError, ResourceNotFoundError):
+                if entity is None:
+                    client.create_entity(values)
+                else:
+                    client.update_entity(values, mode=UpdateMode.MERGE, etag=entity.metadata["etag"],
+                                         match_condition=MatchConditions.IfNotModified)
+            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
                 continue
-            return record if "opened" in changes else None
+            return due, after, used
         log.warning("alerts.seen_contended %s: gave up after repeated ETag conflicts", rule, extra={"rule": rule})
-        return None
+        return [], None, len(seen)
 
 
 class AlertQueue:

@@ -46,16 +46,16 @@ class Stores:
     def send(self, alert: Any) -> None:
         self._check()
 
-    def add(self, rule: str, key: str, start: datetime, rows: Any) -> None:
+    def add(self, start: datetime, rows: Any) -> None:
         self._check()
 
-    def rows(self, rule: str, key: str, start: datetime, limit: int) -> list[Any]:
+    def rows(self, start: datetime, windows: Any, limit: int) -> dict[str, list[Any]]:
         self._check()
-        return []
+        return {}
 
-    def sighting(self, rule: str, key: str, when: datetime, record: str, history: timedelta) -> str | None:
+    def sightings(self, rule: str, key: str, seen: Any, history: timedelta) -> tuple[list[str], None, int]:
         self._check()
-        return record
+        return [seen[0][1]], None, 1  # every sighting opens (as a fresh store would the first)
 
 
 def observe(stores: Stores, story: str) -> AlertEngine:
