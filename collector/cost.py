@@ -3,7 +3,7 @@ per record and dated prices (pure; `python -m collector cost`).
 
 Every input is in one of three blocks below, each with its date and source: MEASURED (what
 `make bench` measured, docs/performance.md), ASSUMED (what nothing measured yet: volume per seat
-and the Functions model), PRICES (cost-anchors.md, East US, LRS, pay as you go, USD). Change a
+and the Functions model), PRICES (docs/prices.md, East US, LRS, pay as you go, USD). Change a
 block when its source changes; the arithmetic never holds a number of its own.
 
 The model, month m of a deployment (t = m × 30.44 days of data collected):
@@ -55,24 +55,24 @@ class Measured:
 class Assumed:
     """Not measured by this project (yet): each with where it comes from."""
 
-    records_per_seat_per_day: float = 200.0  # cost-anchors.md §6: Octiga KB, "the normal amount we see"
+    records_per_seat_per_day: float = 200.0  # docs/prices.md "Volume and Functions assumptions" (Octiga KB)
     ledger_operations_per_blob: float = 3.0  # collect.py: listing's known() + mark_queued, processing's mark done
-    queue_operations_per_blob: float = 3.0  # send, receive, delete (no queue price in cost-anchors.md)
+    queue_operations_per_blob: float = 3.0  # send, receive, delete (no queue price in docs/prices.md)
     timer_runs_per_month: float = 8766.0  # COLLECT_SCHEDULE every 5 minutes (infra/main.bicep)
     timer_seconds: float = 5.0  # one listing run (docs/deploy.md "Cost estimate")
-    seconds_per_blob: float = 2.0  # one content blob: fetch, archive, index (docs/deploy.md, cost-anchors.md §7.4)
+    seconds_per_blob: float = 2.0  # one content blob: fetch, archive, index (docs/deploy.md, docs/prices.md)
     queue_batch: int = 16  # blobs one instance runs at once (host.json extensions.queues.batchSize)
-    instance_gb: float = 2.0  # Flex Consumption default instance memory (2,048 MB, cost-anchors.md §5)
-    la_billed_fraction: float = 0.75  # Log Analytics bills ~25% less than the incoming size (cost-anchors.md §2.1)
+    instance_gb: float = 2.0  # Flex Consumption default instance memory (2,048 MB, docs/prices.md "Azure Functions")
+    la_billed_fraction: float = 0.75  # Log Analytics bills ~25% less than the incoming size (docs/prices.md "Microsoft Sentinel and Log Analytics")
 
 
 @dataclass(frozen=True)
 class Prices:
-    """USD, East US, LRS, pay as you go: Retail Prices API snapshots as compiled in cost-anchors.md
+    """USD, East US, LRS, pay as you go: Retail Prices API snapshots as compiled in docs/prices.md
     (2026-11-25; blob, table and Functions snapshots dated 2026-07-29, secondary sources)."""
 
     date: str = "2026-07-29 (compiled 2026-11-25)"
-    source: str = ("../shared/reference/cost-anchors.md §3.1, §4, §5, §2.1; "
+    source: str = ("docs/prices.md (Blob, Table, Functions, Sentinel); "
                    "https://prices.azure.com/api/retail/prices (re-check before relying on them)")
     table_gb_month: float = 0.045
     table_per_10k: float = 0.00036

@@ -101,21 +101,22 @@ class TieredView:
             lo, hi = keys.from_inv(keys.INV_BASE - lo_second), keys.from_inv(keys.INV_BASE - hi_second) + timedelta(seconds=1)
             hot_days = self.hot.tables(view)
             cold_days = self._cold_days()
-            if self.cold is not None and day in cold_days and day not in hot_days:
-                yield from self._cold(day, view, value, after, lo_second, hi_second, cold_charge)
+            cold = self.cold
+            if cold is not None and day in cold_days and day not in hot_days:
+                yield from self._cold(cold, day, view, value, after, lo_second, hi_second, cold_charge)
                 continue
             served = False
             for hit in self.hot.scan(view, lo, hi, value=value, after=after, page_size=page_size, on_request=hot_charge):
                 served = True
                 yield hit
-            if not served and self._moved_to_cold(view, day):
-                yield from self._cold(day, view, value, after, lo_second, hi_second, cold_charge)
+            if not served and cold is not None and self._moved_to_cold(view, day):
+                yield from self._cold(cold, day, view, value, after, lo_second, hi_second, cold_charge)
 
-    def _cold(self, day: str, view: View, value: str | None, after: str | None, lo_second: int, hi_second: int,
-              charge: Callable[[], None] | None) -> Iterator[Hit]:
-        assert self.cold is not None
+    @staticmethod
+    def _cold(cold: ColdTier, day: str, view: View, value: str | None, after: str | None, lo_second: int,
+              hi_second: int, charge: Callable[[], None] | None) -> Iterator[Hit]:
         low, high = f"{keys.INV_BASE - hi_second:010d}", f"{keys.INV_BASE - lo_second + 1:010d}"
-        return self.cold.scan(day, view, value=value, after=after, low=low, high=high, charge=charge)
+        return cold.scan(day, view, value=value, after=after, low=low, high=high, charge=charge)
 
     def _moved_to_cold(self, view: View, day: str) -> bool:
         """After the hot index gave nothing for `day`: whether the day is no longer hot but

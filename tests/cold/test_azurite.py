@@ -8,43 +8,18 @@ from datetime import timedelta
 import pytest
 from azure.core.exceptions import ResourceModifiedError
 
-from collector import api, cli, keys
+from collector import api, cli
 from collector.bootstrap import Services
 from collector.cold import layout
 from collector.cold.compaction import Compactor
 from collector.cold.hot import HotIdView
 from collector.cold.reader import DayReader, load_manifest
 from collector.cold.store import ColdBlobStore
-from collector.models import AuditEntry, View
 from collector.settings import Settings
 from tests.constants import TENANT
 
-from .data import DAY, DAY_START, Blob, index_items, special_blob, synthetic_blobs
-
-
-@pytest.fixture
-def env(storage_connection_string: str, unique_prefix: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {
-        "M365_TENANT_ID": TENANT, "AUDIT_STORAGE_CONNECTION_STRING": storage_connection_string,
-        "AUDIT_TABLE_PREFIX": unique_prefix, "AUDIT_ARCHIVE_CONTAINER": f"{unique_prefix.lower()}-a",
-        "AUDIT_COLD_CONTAINER": f"{unique_prefix.lower()}-c", "AUDIT_QUEUE_NAME": unique_prefix.lower(),
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return values
-
-
-def collect(services: Services, blobs: list[Blob]) -> None:
-    """What ContentProcessor does per blob: archive, then index."""
-    for blob in blobs:
-        items = index_items(blob)
-        services.archive.put(blob.ref, blob.body, len(items))
-        services.index.write(items)
-
-
-def hot_hits(services: Services) -> list[tuple[str, AuditEntry]]:
-    start, end = keys.day_bounds(DAY)
-    return [(h.key, h.entry) for h in services.index.scan(View.TIME, start, end)]
+from .data import DAY, DAY_START, special_blob, synthetic_blobs
+from .helpers import collect, hot_hits
 
 
 def test_compact_writes_the_hot_day_and_reads_it_back_byte_identical(env: dict[str, str]) -> None:

@@ -8,24 +8,15 @@ from datetime import date, timedelta
 
 import pytest
 
-from collector.cold import layout, writer
+from collector.cold import layout
 from collector.cold.compaction import Compactor
 from collector.cold.reader import DayReader, load_manifest
 from collector.errors import CompactionError
 from tests.clock import FakeClock
 from tests.constants import TENANT
 
-from .data import DAY, DAY_START, FaultPlan, HotDay, InjectedFault, MemoryStore, special_blob, synthetic_blobs
-
-SMALL = writer.Limits(buffer_bytes=64 * 1024, records_bucket_rows=40, time_bucket_rows=80, ids_bucket_rows=100)
-
-
-def hot_day(records_per_hour: float = 12, hours: float = 24) -> HotDay:
-    hot = HotDay()
-    for blob in synthetic_blobs(records_per_hour, hours):
-        hot.add(blob)
-    hot.add(special_blob(DAY_START + timedelta(hours=20)))
-    return hot
+from .data import DAY, DAY_START, FaultPlan, HotDay, InjectedFault, MemoryStore, synthetic_blobs
+from .helpers import SMALL, assert_day_matches, hot_day
 
 
 def compactor(hot: HotDay, store: MemoryStore, clock: FakeClock, plan: FaultPlan | None = None) -> Compactor:
@@ -33,20 +24,6 @@ def compactor(hot: HotDay, store: MemoryStore, clock: FakeClock, plan: FaultPlan
     if plan is not None:
         ids, archive, cold = plan.wrap(hot, "ids"), plan.wrap(hot, "archive"), plan.wrap(store, "store")
     return Compactor(ids, archive, cold, tenant_id=TENANT, clock=clock, limits=SMALL)
-
-
-def assert_day_matches(store: MemoryStore, hot: HotDay, day: str = DAY) -> None:
-    reader = DayReader(store, day)
-    expected = hot.hot[day]
-    hits = list(reader.scan())
-    assert [h.key for h in hits] == sorted(r.order_key for r in expected.values())
-    assert {h.key[10:]: h.entry for h in hits} == {k: r.entry for k, r in expected.items()}
-    assert reader.manifest.records == len(expected)
-    for record in expected.values():
-        org = record.entry.organizationId
-        assert reader.raw(record.entry.id, org, TENANT) == record.raw
-    stray = set(store.list(layout.day_prefix(day))) - set(reader.manifest.live_files()) - {layout.manifest_name(day)}
-    assert not stray
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from collector.settings import Settings
 from tests.constants import OTHER_ORG, TENANT
 
 from .data import DAY, DAY_START, special_blob, synthetic_blobs
-from .test_azurite import collect, hot_hits
+from .helpers import collect, hot_hits
 
 
 @pytest.fixture

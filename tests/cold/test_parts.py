@@ -23,8 +23,7 @@ from tests.clock import FakeClock
 from tests.constants import OTHER_ORG, TENANT
 
 from .data import DAY, DAY_START, FaultPlan, HotDay, InjectedFault, MemoryStore, special_blob, synthetic_blobs
-from .test_azurite import collect, env, hot_hits  # noqa: F401 - env is a fixture
-from .test_compaction import SMALL, assert_day_matches, hot_day
+from .helpers import SMALL, assert_day_matches, collect, hot_day, hot_hits
 
 PART = 70  # records a part: the ~290-record test day in 5 parts
 

@@ -71,7 +71,7 @@ def test_cli_prints_the_table_with_its_sources(capsys: pytest.CaptureFixture[str
     assert lines["AuditKeep all-in"][-2:] == ["$11.98", "$784.54"]
     assert lines["Sentinel (PAYG, all billed)"][-2:] == ["$488.08", "$35,127"]
     assert "10,000 seats, hot index 90 days, retention 7 years" in out
-    assert "measured (2026-12-04)" in out and "cost-anchors.md" in out
+    assert "measured (2026-12-04)" in out and "docs/prices.md" in out
 
     assert cli.main(["cost", "--users", "10000", "--hot-days", "365", "--years", "1"]) == 0
     assert "hot index 365 days, retention 1 year" in capsys.readouterr().out
