@@ -29,14 +29,27 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from . import timefmt
 from .content_types import CONTENT_TYPES
 from .records import Mix, Population, Quirks, Record, new_guid
 
-if TYPE_CHECKING:
-    from .state import Simulator
+
+class _TenantInfo(Protocol):
+    tenant_id: str
+    domain: str
+
+
+class BlobSink(Protocol):
+    """What `generate` fills: the Simulator (simulator/state.py), declared here so that this module
+    does not import the state it feeds."""
+
+    def tenant(self, tenant_id: str | None = None) -> _TenantInfo: ...
+
+    def add_rendered_blob(self, content_type: str, content_created: datetime, body: bytes, record_count: int, *,
+                          content_id: str | None = None, expiration: datetime | None = None,
+                          tenant_id: str | None = None, t1: datetime | None = None) -> object: ...
 
 DEFAULT_WEIGHTS: Mapping[str, float] = {
     "Audit.AzureActiveDirectory": 0.28, "Audit.Exchange": 0.32, "Audit.SharePoint": 0.30, "Audit.General": 0.08, "DLP.All": 0.02,
@@ -292,7 +305,7 @@ def generate_blobs(tenant_id: str, start: datetime, end: datetime, records_per_h
     return generator, generator.blobs(timefmt.utc(start), timefmt.utc(end), records_per_hour)
 
 
-def generate(sim: Simulator, start: datetime, end: datetime, records_per_hour: float = 500.0,
+def generate(sim: BlobSink, start: datetime, end: datetime, records_per_hour: float = 500.0,
              content_types: Iterable[str] | None = None, seed: int = 1, tenant_id: str | None = None, **realism: Any) -> GenerationStats:
     """Fill `sim` with a synthetic tenant whose events happen in [start, end)."""
     began = time.perf_counter()
