@@ -14,6 +14,7 @@ PERFORMANCE_MD = REPO_ROOT / "docs" / "performance.md"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(660)  # the subprocess's own 600 s, not pytest's default 300 s per test
 def test_bench_quick_runs_every_benchmark_without_touching_the_docs() -> None:
     before = hashlib.sha256(PERFORMANCE_MD.read_bytes()).hexdigest()
     done = subprocess.run([sys.executable, "-m", "devtools.bench", "--quick"], cwd=REPO_ROOT, capture_output=True,
