@@ -129,7 +129,7 @@ def test_index_and_ledger_writes_recreate_tables_that_prune_index_dropped(world:
     dropped = pruner.index.drop_month(START.strftime("%Y%m"))
     dropped += [pruner.tables.delete(name) or name for name in pruner.tables.names(
         f"{pruner.settings.table_prefix}ledger", f"{pruner.settings.table_prefix}ledger~")]
-    assert len(dropped) == 3  # the time view and the keys table of one day (index format 2), one ledger day
+    assert len(dropped) == 4  # the time view, keys and ids tables of one day (index format 2), one ledger day
 
     world.clock.advance(timedelta(minutes=5))
     second = world.sim.add_blob(SP, world.clock.now() - timedelta(minutes=1), [record(2, START - timedelta(hours=1))])
