@@ -42,8 +42,10 @@ run: install
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# Two workers (pytest-xdist), a test file each at a time: every worker has its own Azurite and
+# simulators (tests/conftest.py: free ports, unique names), and a module's shared fixtures are built once.
 test: install /usr/bin/chromium $(CHECKOV_VENV)/.installed typecheck
-	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q
+	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q -n 2 --dist loadfile
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
