@@ -76,7 +76,7 @@ class ListingApi(Protocol):
 
 
 class WorkQueue(Protocol):
-    def send(self, ref: ContentRef) -> None: ...
+    def send_all(self, refs: Sequence[ContentRef]) -> None: ...  # all sent when it returns, or it raises
 
 
 class ListingLedger(Protocol):
@@ -255,8 +255,7 @@ class ListingService:
             content_type = run.report.content_type
             try:
                 due = self.ledger.due(now, [content_type])
-                for ref in due:
-                    self.queue.send(ref)
+                self.queue.send_all(due)
                 if due:
                     self.ledger.mark_queued(due, now)
             except (AuthError, ConfigError):
@@ -384,8 +383,7 @@ class ListingService:
                                  "contentExpiration": ref.content_expiration.isoformat()})
             else:
                 live.append(ref)
-        for ref in live:
-            self.queue.send(ref)  # enqueue first: a ledger entry without a message would be a loss
+        self.queue.send_all(live)  # enqueue first: a ledger entry without a message would be a loss
         self.ledger.mark_queued(live, now)
         report.queued += len(live)
 

@@ -67,17 +67,22 @@ _Handled = tuple[QueueMessage, ProcessResult | None, Exception | None]
 
 def drain(queue: MessageQueue, processor: MessageProcessor, *, workers: int = 4, visibility_timeout: int = 300,
           retry_delay: int = 2, deadline: float | None = None, limit: int | None = None,
-          progress: Progress = _quiet) -> DrainReport:
+          new_batch_threshold: int | None = None, progress: Progress = _quiet) -> DrainReport:
     """Process the queue until it is empty (or the deadline, or `limit` messages), like the Functions queue trigger.
 
-    Like the host (batchSize / newBatchThreshold in host.json), it keeps every worker busy: it asks
-    the queue for more as soon as fewer than 2 × `workers` messages are in hand, instead of waiting
-    for a whole batch to finish, so one slow blob never leaves the other workers (and the storage
-    service) idle.
+    Like the host (batchSize / newBatchThreshold in host.json), it keeps every worker busy without
+    waiting for a whole batch to finish, so one slow blob never leaves the other workers (and the
+    storage service) idle: it holds up to 2 × `workers` messages (one running and one ready per
+    worker) and asks the queue for more once no more than `workers` are in hand, which is still one
+    per worker. Asking only then, for `workers` or more at a time, costs one receive per `workers`
+    messages instead of one per message. `new_batch_threshold` (default `workers`) moves that
+    point: 2 × `workers` − 1 asks after every message, as this function did before.
     """
     report = DrainReport()
     max_attempts = processor.settings.max_dequeue_count
     in_hand_max = 2 * workers  # one running and one ready per worker; the rest stay visible to others
+    # the host's newBatchThreshold: ask again once this few are in hand
+    refill_at = workers if new_batch_threshold is None else max(0, min(new_batch_threshold, in_hand_max - 1))
     received = 0
     started = last_progress = time.monotonic()
 
@@ -111,7 +116,7 @@ def drain(queue: MessageQueue, processor: MessageProcessor, *, workers: int = 4,
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while True:
             stopping = (deadline is not None and time.monotonic() >= deadline) or (limit is not None and received >= limit)
-            room = in_hand_max - len(in_hand)
+            room = in_hand_max - len(in_hand) if len(in_hand) <= refill_at else 0
             if limit is not None:
                 room = min(room, limit - received)
             if not stopping and room > 0:

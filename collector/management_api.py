@@ -228,8 +228,7 @@ class ManagementApiClient:
                       deadline: float | None = None) -> tuple[requests.Response, Any]:
         """A request whose 2xx body must be JSON; a body that is not (cut off, an HTML error page
         from a front end) is a transient failure and retried like one."""
-        response = self._request(method, url, params=params, deadline=deadline, parse_json=True)
-        return response, response.json()
+        return self._send(method, url, params=params, deadline=deadline, parse_json=True)
 
     def _request(
         self,
@@ -239,8 +238,21 @@ class ManagementApiClient:
         params: dict[str, str] | None = None,
         deadline: float | None = None,
         json_body: Any = None,
-        parse_json: bool = False,
     ) -> requests.Response:
+        return self._send(method, url, params=params, deadline=deadline, json_body=json_body)[0]
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        deadline: float | None = None,
+        json_body: Any = None,
+        parse_json: bool = False,
+    ) -> tuple[requests.Response, Any]:
+        """The request with retries; with `parse_json`, its body parsed (once: the check that it is
+        JSON is the parse), else None."""
         self.check_url(url)
         query = self._params_for(url, params)
         refreshed = False
@@ -261,8 +273,11 @@ class ManagementApiClient:
             else:
                 self._note_server_time(response)
                 if response.status_code < 300:
-                    if not parse_json or _is_json(response):
-                        return response
+                    if not parse_json:
+                        return response, None
+                    parsed = _json_of(response)
+                    if parsed is not _NOT_JSON:
+                        return response, parsed
                     error = TransientApiError(f"{method} {_short(url)}: HTTP {response.status_code} with a body "
                                               "that is not JSON", status=response.status_code)
                 elif response.status_code in (301, 302, 303, 307, 308):
@@ -317,12 +332,15 @@ class ManagementApiClient:
         self.server_offset = as_utc(server) - self.clock.now()
 
 
-def _is_json(response: requests.Response) -> bool:
+_NOT_JSON = object()  # _json_of's answer for a body that is not JSON (None is JSON's null)
+
+
+def _json_of(response: requests.Response) -> Any:
+    """The body as JSON, or _NOT_JSON."""
     try:
-        response.json()
+        return response.json()
     except ValueError:  # requests' JSONDecodeError, and a body that is not UTF-8
-        return False
-    return True
+        return _NOT_JSON
 
 
 def _short(url: str) -> str:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 
 from collector.cli import run_cycle
 from collector.drain import drain
@@ -393,3 +394,69 @@ def test_drain_stops_after_limit_messages_and_leaves_the_rest_queued(world: Worl
     assert first.processed == 3 and services.queue.depth() == 2
     rest = drain(services.queue, services.processor, workers=2)
     assert rest.processed == 2 and len(all_hits(services)) == 5
+
+
+class _CountingQueue:
+    """The real ContentQueue, its receive calls counted (what the drain asks of the queue)."""
+
+    def __init__(self, queue) -> None:  # type: ignore[no-untyped-def]
+        self.queue = queue
+        self.receives: list[int] = []
+
+    def receive(self, count, visibility_timeout):  # type: ignore[no-untyped-def]
+        got = self.queue.receive(count, visibility_timeout)
+        self.receives.append(len(got))
+        return got
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        return getattr(self.queue, name)
+
+
+def test_drain_asks_the_queue_for_a_batch_per_workers_messages_not_one_per_message(world: World):
+    for i in range(16):
+        world.sim.add_blob("Audit.SharePoint", START - timedelta(minutes=50 - i), [record(i, START - timedelta(hours=1))])
+    services = world.services(M365_CONTENT_TYPES="Audit.SharePoint")
+    services.listing.run()
+    counting = _CountingQueue(services.queue)
+
+    result = drain(counting, services.processor, workers=4)  # type: ignore[arg-type]
+
+    assert result.outcomes == {"indexed": 16} and services.queue.depth() == 0
+    assert len(all_hits(services)) == 16
+    delivering = [got for got in counting.receives if got]
+    # 8 in hand at first (two per worker), then 4 more each time only 4 are left: 8 + 4 + 4.
+    assert delivering[0] == 8 and len(delivering) <= 4, counting.receives
+    assert sum(delivering) == 16
+
+
+def test_drain_with_a_new_batch_threshold_of_all_but_one_asks_after_every_message(world: World):
+    for i in range(6):
+        world.sim.add_blob("Audit.SharePoint", START - timedelta(minutes=50 - i), [record(i, START - timedelta(hours=1))])
+    services = world.services(M365_CONTENT_TYPES="Audit.SharePoint")
+    services.listing.run()
+    counting = _CountingQueue(services.queue)
+
+    result = drain(counting, services.processor, workers=1, new_batch_threshold=1)  # type: ignore[arg-type]
+
+    assert result.outcomes == {"indexed": 6}
+    assert [got for got in counting.receives if got] == [2, 1, 1, 1, 1]
+
+
+def test_send_all_sends_every_message_and_raises_the_failure_after_the_others(world: World):
+    services = world.services(M365_CONTENT_TYPES="Audit.SharePoint")
+    created = START - timedelta(hours=1)
+
+    def ref(n: int, uri_length: int = 40) -> ContentRef:
+        return ContentRef("Audit.SharePoint", f"id-{n}", "https://example.invalid/" + "x" * uri_length, created,
+                          created + timedelta(days=7))
+
+    refs = [ref(n) for n in range(12)]
+    services.queue.send_all(refs)
+    assert services.queue.depth() == 12
+
+    # A message over the queue's 64 KiB limit fails; the others of the call are still sent.
+    with pytest.raises(HttpResponseError, match="(?i)too large"):
+        services.queue.send_all([ref(20), ref(21, uri_length=70_000), ref(22)])
+    received = {ContentRef.decode(m.content).content_id for m in services.queue.receive(32, 30)}
+    received |= {ContentRef.decode(m.content).content_id for m in services.queue.receive(32, 30)}
+    assert received == {f"id-{n}" for n in [*range(12), 20, 22]}

@@ -8,7 +8,7 @@ the next matching calls raise, one each.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -133,10 +133,13 @@ class FakeQueue:
         self.faults = Faults()
         self.sent: list[ContentRef] = []
 
-    def send(self, ref: ContentRef) -> None:
-        self.journal.add("queue.send", ref.content_id)
-        self.faults.check("send", ref.content_id)
-        self.sent.append(ref)
+    def send_all(self, refs: Sequence[ContentRef]) -> None:
+        """In order, one at a time (ContentQueue sends several at once; the listing only relies on
+        every message being sent, or an error raised, before it returns)."""
+        for ref in refs:
+            self.journal.add("queue.send", ref.content_id)
+            self.faults.check("send", ref.content_id)
+            self.sent.append(ref)
 
 
 @dataclass
