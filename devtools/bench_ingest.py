@@ -96,17 +96,20 @@ class RequestCounter:
         return counts
 
 
+INDEX_LETTERS = ("t", "u", "o", "i", "k", "j")  # format 1: t u o i; format 2: t k j (ids), k with ids before
 _BATCH_TABLE = re.compile(rb"/[A-Za-z0-9]+/([A-Za-z][A-Za-z0-9]*)\(")
 
 
 def table_role(path: str, body: Any) -> str:
-    """What a Table request is for, from its table's name: index, ledger, state, alerts (or other)."""
+    """What a Table request is for, from its table's name: index, ledger, state, alerts, create (or other)."""
     name = path.split("/")[2].split("(")[0] if path.count("/") >= 2 else ""
     if name == "$batch" and isinstance(body, bytes | bytearray):
         found = _BATCH_TABLE.search(bytes(body))
         name = found.group(1).decode() if found else name
+    if name == "Tables":
+        return "create"  # create_table (once per table and process) and table listings
     rest = name[len("bench"):] if name.startswith("bench") else name
-    if rest == "peer" or (rest[:1] in ("t", "u", "o", "i", "k") and rest[1:].isdigit()):
+    if rest == "peer" or (rest[:1] in INDEX_LETTERS and rest[1:].isdigit()):
         return "index"
     for role in ("ledger", "state", "alert"):
         if rest.startswith(role):
@@ -128,6 +131,9 @@ class Result:
     entities: int
     by_table: dict[str, float] = field(default_factory=dict)  # billed bytes per record, per table letter
     blobs: int = 0
+    azurite_cpu: float = 0.0  # CPU seconds of the run's Azurite process (it serves every storage request)
+    archive_bytes: int = 0  # stored (gzip) bytes of the raw archive
+    load: tuple[str, str] = ("", "")  # /proc/loadavg's 1-minute figure at the start and the end
 
     @property
     def rate(self) -> float:
@@ -213,23 +219,62 @@ def run_pipeline(simulator_env: dict[str, str], counter: RequestCounter, workers
             processor = ContentProcessor(services.settings, services.api, services.archive, index, services.ledger,
                                          alerts=services.alerts.sink)
         counter.take()
-        started, cpu = time.perf_counter(), time.process_time()
-        listing = services.listing.run()
-        if not listing.ok:
-            raise RuntimeError(f"listing errors: {listing.types}")
-        result = drain(services.queue, processor, workers=workers)
-        if result.poisoned or result.failed_attempts or services.queue.depth():
-            raise RuntimeError(f"pipeline errors: {result}")
-        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        with measured(storage) as took:
+            listing = services.listing.run()
+            if not listing.ok:
+                raise RuntimeError(f"listing errors: {listing.types}")
+            result = drain(services.queue, processor, workers=workers)
+            if result.poisoned or result.failed_attempts or services.queue.depth():
+                raise RuntimeError(f"pipeline errors: {result}")
         requests_made = counter.take()
         records, unique, blobs = _archived(services)
+        archive_bytes = sum(services.archive.list_sizes("").values())
         prefix = services.settings.table_prefix
-        sizes, entities = _table_bytes(services.tables, prefix, "tuoi" if legacy else "tk")
+        sizes, entities = _table_bytes(services.tables, prefix, "tuoi" if legacy else "tkj")
         stored, duplicated = _stored(services, legacy)
     total = sum(sizes.values())
     writer = ("format 1" if legacy else "format 2") + ("" if rules else ", rules off")
-    return Result(writer, records, len(unique), stored, duplicated, seconds, cpu_seconds,
-                  requests_made, total / max(stored, 1), entities, {k: v / max(stored, 1) for k, v in sizes.items()}, blobs)
+    return Result(writer, records, len(unique), stored, duplicated, took.seconds, took.cpu, requests_made,
+                  total / max(stored, 1), entities, {k: v / max(stored, 1) for k, v in sizes.items()}, blobs,
+                  took.azurite_cpu, archive_bytes, took.load)
+
+
+@dataclass
+class Took:
+    seconds: float = 0.0
+    cpu: float = 0.0  # this process (the collector)
+    azurite_cpu: float = 0.0
+    load: tuple[str, str] = ("", "")
+
+
+@contextmanager
+def measured(storage: azurite.Azurite) -> Iterator[Took]:
+    """Wall time, this process's CPU, the Azurite process's CPU and the machine's load over the block."""
+    took = Took()
+    load, azurite_cpu = loadavg(), process_cpu(storage.process.pid)
+    started, cpu = time.perf_counter(), time.process_time()
+    yield took
+    took.seconds, took.cpu = time.perf_counter() - started, time.process_time() - cpu
+    took.azurite_cpu, took.load = process_cpu(storage.process.pid) - azurite_cpu, (load, loadavg())
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc (0 where there is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loadavg() -> str:
+    """The 1-minute load average (other work on the machine weighs on every rate here)."""
+    try:
+        with open("/proc/loadavg") as handle:
+            return handle.read().split()[0]
+    except OSError:
+        return "?"
 
 
 def _stored(services: Any, legacy: bool) -> tuple[int, int]:
@@ -259,45 +304,44 @@ def run_peer(simulator_env: dict[str, str], counter: RequestCounter, workers: in
         services.tables.create("peer")
         api = services.api
         counter.take()
-        started, cpu = time.perf_counter(), time.process_time()
-        now = api.server_now()
-        refs = []
-        for content_type in CONTENT_TYPES:
-            for day in range(days, 0, -1):  # 24-hour slices back to the 7-day edge, as the peer lists
-                start = max(now - timedelta(days=day), now - timedelta(days=7) + timedelta(minutes=5))
-                refs += api.list_content(content_type, Window(start, now - timedelta(days=day - 1)))
-        records = 0
-        unique: set[tuple[str, str]] = set()
-        lock = threading.Lock()
+        with measured(storage) as took:
+            now = api.server_now()
+            refs = []
+            for content_type in CONTENT_TYPES:
+                for day in range(days, 0, -1):  # 24-hour slices back to the 7-day edge, as the peer lists
+                    start = max(now - timedelta(days=day), now - timedelta(days=7) + timedelta(minutes=5))
+                    refs += api.list_content(content_type, Window(start, now - timedelta(days=day - 1)))
+            records = 0
+            unique: set[tuple[str, str]] = set()
+            lock = threading.Lock()
 
-        def fetch_and_write(ref: Any) -> None:
-            nonlocal records
-            try:
-                body = json.loads(api.fetch_content(ref.content_uri))
-            except ContentUnavailableError:
-                return  # expired at the 7-day edge while the earlier writers ran: the peer logs and skips it
-            for record in body:
-                with contextlib.suppress(ResourceExistsError):  # the peer counts a conflict as success
-                    table.create_entity({"PartitionKey": ref.content_type, "RowKey": str(record["Id"]),
-                                         "Data": json.dumps(record)[:30000]})
-            with lock:
-                records += len(body)
-                unique.update((str(r.get("OrganizationId", "")).lower(), str(r["Id"]).lower()) for r in body)
+            def fetch_and_write(ref: Any) -> None:
+                nonlocal records
+                try:
+                    body = json.loads(api.fetch_content(ref.content_uri))
+                except ContentUnavailableError:
+                    return  # expired at the 7-day edge while the earlier writers ran: the peer logs and skips it
+                for record in body:
+                    with contextlib.suppress(ResourceExistsError):  # the peer counts a conflict as success
+                        table.create_entity({"PartitionKey": ref.content_type, "RowKey": str(record["Id"]),
+                                             "Data": json.dumps(record)[:30000]})
+                with lock:
+                    records += len(body)
+                    unique.update((str(r.get("OrganizationId", "")).lower(), str(r["Id"]).lower()) for r in body)
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(fetch_and_write, refs))
-        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(fetch_and_write, refs))
         requests_made = counter.take()
         stored = sum(1 for _ in table.list_entities(select=["RowKey"]))
         sizes = {"peer": sum(billed_entity_bytes(dict(e)) for e in table.list_entities())}
         entities = stored
-    return Result("peer", records, len(unique), stored, 0, seconds, cpu_seconds, requests_made,
-                  sum(sizes.values()) / max(stored, 1), entities)
+    return Result("peer", records, len(unique), stored, 0, took.seconds, took.cpu, requests_made,
+                  sum(sizes.values()) / max(stored, 1), entities, azurite_cpu=took.azurite_cpu, load=took.load)
 
 
 # ---------------------------------------------------------------- billed size by tenant size (pure)
 
-TENANT_SIZES = (50, 1_000, 10_000)  # seats; 200 records per seat and day (cost-anchors.md §6)
+TENANT_SIZES = (50, 1_000, 10_000)  # seats; 200 records per seat and day (docs/prices.md, assumptions)
 
 
 def by_tenant_size(hours: float = 2.0, seats: Iterable[int] = TENANT_SIZES) -> list[dict[str, float]]:
@@ -355,7 +399,7 @@ def median(values: list[float]) -> float:
 
 
 WRITERS = ("format 2", "format 2, rules off", "format 1", "peer")
-RULES = ("table:alert", "table:other")  # the detection rules' tables (windows, first-seen, alerts)
+RULES = ("table:alert",)  # the detection rules' tables (alerts, alertw windows, alertseen first-seen)
 STORAGE = ("table", "blob", "queue")
 
 
@@ -397,19 +441,33 @@ def report(rounds: list[dict[str, Result]], workers: int) -> str:
             f"{old_storage / 2:,.0f})", per_k(STORAGE, RULES), (0, 1)),
         row("of which table: index", per_k(["table:index"])),
         row("of which table: ledger + state", per_k(["table:ledger", "table:state"])),
+        row("of which table: creating tables (once per table and process)", per_k(["table:create", "table:other"])),
         row("of which blob / queue", lambda r: f"{r.per_thousand(['blob']):,.0f} / {r.per_thousand(['queue']):,.0f}"),
         row("detection rules' table requests (issue 14: windows, first-seen, alerts)", per_k(RULES)),
         row("API requests per 1,000 records (listing, content, token)", lambda r: f"{r.per_thousand(['api']):,.1f}"),
-        row("collector CPU per 1,000 records", lambda r: f"{1000 * r.cpu_seconds / r.records:,.2f} s", (0, 1)),
-        row(f"Functions GB-s per million records (CPU-bound floor: CPU s × {FLEX_INSTANCE_GB} GB)",
-            lambda r: f"{r.cpu_seconds / r.records * 1e6 * FLEX_INSTANCE_GB:,.0f}"),
+        row("archive bytes per record (gzip, as stored)",
+            lambda r: f"{r.archive_bytes / r.records:,.0f}" if r.archive_bytes else "— (none)"),
+        row("collector CPU per 1,000 records (this process: fetch, parse, normalize, encode, the SDKs' requests)",
+            lambda r: f"{1000 * r.cpu_seconds / r.records:,.2f} s", (0, 1)),
+        row("Azurite CPU per 1,000 records (its own process: the storage service's work)",
+            lambda r: f"{1000 * r.azurite_cpu / r.records:,.2f} s"),
+        row(f"Functions GB-s per million records, floor (collector CPU s × {FLEX_INSTANCE_GB} GB: busy only while "
+            "computing)", lambda r: f"{r.cpu_seconds / r.records * 1e6 * FLEX_INSTANCE_GB:,.0f}", (0, 1)),
+        row(f"Functions GB-s per million records, as run here (wall s × {FLEX_INSTANCE_GB} GB: one instance, "
+            "waiting included)", lambda r: f"{r.seconds / r.records * 1e6 * FLEX_INSTANCE_GB:,.0f}"),
+        row("machine load (1-minute load average at the writer's start → end, 2 cores)",
+            lambda r: f"{r.load[0]} → {r.load[1]}"),
         "",
         "How to read it: every writer fetches the same content over HTTPS from the simulator; the pipeline also "
         "archives each blob, keeps its ledger row, moves its queue message and (unless off) runs the detection rules. "
         "Azurite runs on the same two cores, so records/s compares the writers' storage work on this machine, not "
         "Azure's throughput. GB-s is a floor: on Azure an execution also waits on storage round trips, which "
-        "concurrent invocations on one instance overlap (host.json `batchSize`). The peer row keeps only a JSON copy of "
-        "each record: no query views, no raw archive, no duplicates collapsed across content types.",
+        "concurrent invocations on one instance overlap (host.json `batchSize`); the wall figure is this machine's "
+        "Azurite and load, an upper bound. The peer row keeps only a JSON copy of "
+        "each record: no query views, no raw archive, no duplicates collapsed across content types. Other engineers' "
+        "benchmarks ran on the same two cores at the same time (the load row): rates move with that load, CPU per "
+        "record and requests per record much less. Where the collector's time and CPU go, phase by phase: the section "
+        "\"Ingest: where the time goes\" below (devtools/profile_ingest.py, devtools/batch_cost.py).",
     ]
     return "\n".join(lines)
 
