@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -183,15 +184,19 @@ class FaultPlan:
         self.fail_at = fail_at
         self.calls = 0
         self.names: list[str] = []
+        self._lock = threading.Lock()  # compaction reads archive blobs from several threads
 
     def wrap(self, target: Any, label: str) -> Any:
         return Faulty(target, label, self)
 
     def tick(self, name: str) -> None:
-        self.calls += 1
-        self.names.append(name)
-        if self.fail_at is not None and self.calls == self.fail_at:
-            raise InjectedFault(f"crash at call {self.calls}: {name}")
+        with self._lock:
+            self.calls += 1
+            self.names.append(name)
+            failing = self.fail_at is not None and self.calls == self.fail_at
+            number = self.calls
+        if failing:
+            raise InjectedFault(f"crash at call {number}: {name}")
 
 
 class Faulty:

@@ -4,7 +4,10 @@ loses nothing: the rerun finishes the job."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
@@ -139,3 +142,55 @@ def test_a_crash_at_any_call_loses_nothing_and_the_rerun_finishes(clock: FakeClo
         compactor(hot, store, later).compact_day(DAY)
         compactor(hot, store, later).compact_day(DAY)  # cleans what the first rerun committed over
         assert_day_matches(store, hot)
+
+
+class SlowArchive:
+    """The hot day's archive with a read that waits (as a blob download does) and counts how many
+    reads are in flight at once."""
+
+    def __init__(self, hot: HotDay, *, fail: str | None = None) -> None:
+        self.hot, self.fail = hot, fail
+        self.lock = threading.Lock()
+        self.in_flight = self.most = 0
+        self.order: list[str] = []
+
+    def records(self, name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            time.sleep(0.005)
+            if name == self.fail:
+                raise OSError(f"read of {name} failed")
+            return self.hot.records(name)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+                self.order.append(name)
+
+
+@pytest.mark.parametrize("read_ahead", [1, 4])
+def test_archive_blobs_are_read_ahead_concurrently_and_the_day_is_the_same(clock: FakeClock, read_ahead: int) -> None:
+    hot, store = hot_day(), MemoryStore()
+    archive = SlowArchive(hot)
+    Compactor(hot, archive, store, tenant_id=TENANT, clock=clock, limits=SMALL, read_ahead=read_ahead).compact_day(DAY)
+    assert_day_matches(store, hot)
+    assert sorted(archive.order) == sorted(set(archive.order))  # each blob read once
+    assert archive.most == 1 if read_ahead == 1 else 1 < archive.most <= read_ahead
+
+
+def test_a_failed_read_ahead_commits_nothing_and_the_rerun_finishes(clock: FakeClock) -> None:
+    hot, store = hot_day(), MemoryStore()
+    blobs = sorted(hot.blobs)
+    failing = SlowArchive(hot, fail=blobs[len(blobs) // 2])
+    with pytest.raises(OSError, match="failed"):
+        Compactor(hot, failing, store, tenant_id=TENANT, clock=clock, limits=SMALL, read_ahead=4).compact_day(DAY)
+    assert load_manifest(store, DAY) is None
+    assert failing.in_flight == 0  # no read left running behind the error
+    Compactor(hot, SlowArchive(hot), store, tenant_id=TENANT, clock=clock, limits=SMALL, read_ahead=4).compact_day(DAY)
+    assert_day_matches(store, hot)
+
+
+def test_read_ahead_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="read_ahead must be a positive number of blobs, got 0"):
+        Compactor(HotDay(), HotDay(), MemoryStore(), tenant_id=TENANT, read_ahead=0)
