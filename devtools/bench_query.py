@@ -27,15 +27,17 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from collector import keys
 from collector.index import AuditIndex, IndexItem, plan_entities
-from collector.models import AuditEntry
+from collector.models import AuditEntry, View
 from collector.timeutil import format_record_time
 from devtools import azurite as azurite_launcher
 
@@ -419,6 +421,44 @@ class Scenario:
     target: float  # seconds, p95
     samples: list[float]
     rows: list[int]
+    # per first page: (queries, point reads, seconds in queries, seconds in point reads), next link?
+    requests: list[tuple[int, int, float, float]] = field(default_factory=list)
+    more: list[bool] = field(default_factory=list)
+
+
+class _Meter:
+    """Counts and times the Table requests the query API sends (its shared transport's `send`):
+    entity queries and point reads apart, so a page's latency can be split by what it asked for."""
+
+    def __init__(self, transport: Any) -> None:
+        self._send = transport.send
+        self._lock = threading.Lock()
+        self.reset()
+        transport.send = self.send  # every table client of the process sends through this one transport
+
+    def reset(self) -> None:
+        with self._lock:
+            self.queries = self.points = 0
+            self.query_seconds = self.point_seconds = 0.0
+
+    def snapshot(self) -> tuple[int, int, float, float]:
+        with self._lock:
+            return self.queries, self.points, self.query_seconds, self.point_seconds
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return self._send(request, **kwargs)
+        finally:
+            elapsed = time.perf_counter() - began
+            path = urlsplit(request.url).path
+            with self._lock:
+                if path.endswith(")") and "RowKey=" in path:
+                    self.points += 1
+                    self.point_seconds += elapsed
+                elif path.endswith("()"):
+                    self.queries += 1
+                    self.query_seconds += elapsed
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -442,6 +482,7 @@ def measure(connection: str, dataset: Dataset, reps: int, seed: int = 5) -> list
 
     env = {"AUDIT_STORAGE_CONNECTION_STRING": connection, "AUDIT_TABLE_PREFIX": PREFIX, "M365_TENANT_ID": TENANT}
     services = Services(Settings.from_env(env), clock=_FixedClock(dataset.end))
+    meter = _Meter(services.tables._transport)  # noqa: SLF001  (a benchmark's view into the shared transport)
     server = make_server(services, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -450,13 +491,19 @@ def measure(connection: str, dataset: Dataset, reps: int, seed: int = 5) -> list
     session = requests.Session()
     url = server.url + "/api/audit"
 
-    def timed(params: dict[str, str]) -> tuple[float, dict]:
+    def timed(params: dict[str, str], scenario: Scenario | None = None) -> tuple[float, dict]:
+        meter.reset()
         began = time.perf_counter()
         response = session.get(url, params=params, timeout=120)
         body = response.json()
         elapsed = time.perf_counter() - began
         if response.status_code != 200:
             raise RuntimeError(f"{params} → {response.status_code} {body}")
+        if scenario is not None:
+            scenario.samples.append(elapsed)
+            scenario.rows.append(len(body["value"]))
+            scenario.requests.append(meter.snapshot())
+            scenario.more.append("@odata.nextLink" in body)
         return elapsed, body
 
     def window(span: timedelta) -> tuple[str, str]:
@@ -477,29 +524,15 @@ def measure(connection: str, dataset: Dataset, reps: int, seed: int = 5) -> list
         timed({"top": "1"})  # warm up the connection and the server
         for _ in range(reps):
             start, end = window(timedelta(days=30))
-            elapsed, body = timed({"start": start, "end": end, "user": universe.user(rnd), "top": "100"})
-            scenarios[0].samples.append(elapsed)
-            scenarios[0].rows.append(len(body["value"]))
-
+            timed({"start": start, "end": end, "user": universe.user(rnd), "top": "100"}, scenarios[0])
             start, end = window(timedelta(days=30))
-            elapsed, body = timed({"start": start, "end": end, "user": rnd.choice(universe.users), "top": "100"})
-            scenarios[1].samples.append(elapsed)
-            scenarios[1].rows.append(len(body["value"]))
-
+            timed({"start": start, "end": end, "user": rnd.choice(universe.users), "top": "100"}, scenarios[1])
             start, end = window(timedelta(days=7))
-            elapsed, body = timed({"start": start, "end": end, "operation": universe.operation(rnd)[1], "top": "100"})
-            scenarios[2].samples.append(elapsed)
-            scenarios[2].rows.append(len(body["value"]))
-
+            timed({"start": start, "end": end, "operation": universe.operation(rnd)[1], "top": "100"}, scenarios[2])
             start, end = window(timedelta(hours=1))
-            elapsed, body = timed({"start": start, "end": end, "top": "100"})
-            scenarios[3].samples.append(elapsed)
-            scenarios[3].rows.append(len(body["value"]))
-
+            timed({"start": start, "end": end, "top": "100"}, scenarios[3])
             start, end = window(timedelta(days=1))
-            elapsed, body = timed({"start": start, "end": end, "q": rnd.choice(Q_TERMS), "top": "100"})
-            scenarios[4].samples.append(elapsed)
-            scenarios[4].rows.append(len(body["value"]))
+            timed({"start": start, "end": end, "q": rnd.choice(Q_TERMS), "top": "100"}, scenarios[4])
 
             start, end = window(timedelta(days=4))
             params: dict[str, str] | None = {"start": start, "end": end, "top": "1000"}
@@ -522,16 +555,31 @@ def measure(connection: str, dataset: Dataset, reps: int, seed: int = 5) -> list
     return scenarios
 
 
-def render(scenarios: list[Scenario], dataset: Dataset) -> str:
+def load_average() -> float | None:
+    """The 1-minute load average (Linux), None elsewhere: the machine is shared, so the doc says how busy it was."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def render(scenarios: list[Scenario], dataset: Dataset, load: tuple[float | None, float | None] = (None, None),
+           whole: tuple[int, int] | None = None) -> str:
     lines = [
         "## Query API",
         "",
         f"`python -m devtools.bench_query` ({datetime.now(UTC):%Y-%m-%d}): {dataset.records:,} synthetic records "
         f"(index format 2: one content blob per content type and hour) over {(dataset.end - dataset.start).days} days "
-        f"({dataset.start:%Y-%m-%d} to {dataset.end:%Y-%m-%d}) in Azurite (in memory, one Node process), "
+        f"({dataset.start:%Y-%m-%d} to {dataset.end:%Y-%m-%d})"
+        + (f", the first {(dataset.end - dataset.start).days} days of the {whole[0]:,}-record, {whole[1]}-day dataset "
+           "(`--first-days`: its load was stopped after them; same records a day, so the same cost per day table)"
+           if whole else "")
+        + " in Azurite (in memory, one Node process), "
         "5,000 users (Zipf) and ~150 operations (skewed). Each request goes over HTTP to `collector.serve` "
         f"running in the benchmark's process; {len(scenarios[0].samples)} repetitions with varied users, "
-        f"operations, ranges and terms. Machine: {os.cpu_count()} vCPU.",
+        f"operations, ranges and terms. Machine: {os.cpu_count()} vCPU"
+        + (f", load average {load[0]:.1f} at the start and {load[1]:.1f} at the end (a shared machine: other "
+           "jobs ran meanwhile)." if load[0] is not None and load[1] is not None else "."),
         "",
         "| measurement | rows (median) | p50 | p95 | target (p95) | |",
         "|---|---:|---:|---:|---:|---|",
@@ -540,6 +588,26 @@ def render(scenarios: list[Scenario], dataset: Dataset) -> str:
         p50, p95 = percentile(s.samples, 0.50), percentile(s.samples, 0.95)
         lines.append(f"| {s.name} | {statistics.median(s.rows):,.0f} | {_ms(p50)} | {_ms(p95)} | {_ms(s.target)} | "
                      f"{'met' if p95 <= s.target else '**missed**'} |")
+    metered = [s for s in scenarios if s.requests]
+    if metered:
+        lines += [
+            "",
+            "Storage requests per first page (medians; counted at the query API's transport, read-ahead threads "
+            "included, so the milliseconds per request include waiting for the CPU):",
+            "",
+            "| measurement | queries | point reads | ms per query | ms per point read | pages with a next link |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for s in metered:
+            queries = [r[0] for r in s.requests]
+            points = [r[1] for r in s.requests]
+            per_query = [r[2] / r[0] * 1000 for r in s.requests if r[0]]
+            per_point = [r[3] / r[1] * 1000 for r in s.requests if r[1]]
+            lines.append(f"| {s.name.split(' ', 1)[0]} | {statistics.median(queries):,.0f} | "
+                         f"{statistics.median(points):,.0f} | "
+                         f"{statistics.median(per_query) if per_query else 0:,.1f} | "
+                         f"{statistics.median(per_point) if per_point else 0:,.1f} | "
+                         f"{sum(s.more)} of {len(s.more)} |")
     lines += [
         "",
         "Notes. Latency includes loopback HTTP, the Tables SDK and JSON encoding. Azurite answers every table "
@@ -551,10 +619,10 @@ def render(scenarios: list[Scenario], dataset: Dataset) -> str:
         "substring cannot use an index); a frequent term fills the page early, a rare one reads the whole day. "
         "(e) is ten JSON pages of 1,000; each page also reads one row past its end to know whether a "
         "`@odata.nextLink` is needed. Index format 2 (docs/architecture.md): (a), (a′) and (b) query the keys "
-        "table, which holds the day's id entries beside the user and operation blocks, so Azurite scans about "
-        "twice the entities per query that format 1's user table held; and a user or operation seen fewer than 8 "
-        "times in a content blob is kept as postings, whose rows are read from their time blocks (a point read "
-        "each, charged to the page's 100-request budget: a page that spends it stops early with a next link).",
+        "table, which since 2026-12-04 holds only user and operation blocks (the id entries have a table of "
+        "their own, `{p}j`); a user or operation seen fewer than 8 times in a content blob is kept as postings, "
+        "whose rows are read from their time blocks (a point read each, charged to the page's 100-request budget: "
+        "a page that spends it stops early with a next link). The second table counts those requests.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -596,6 +664,42 @@ def ensure_dataset(records: int, days: int) -> tuple[str, Dataset]:
     return connection, load(connection, records, days)
 
 
+def mark_first_days(connection: str, records: int, days: int, first_days: int) -> Dataset:
+    """The dataset as the first `first_days` of its `days` days, for a load that was stopped once it
+    had gone past them (a shared machine may not finish 500,000 records in time): each of those
+    days' time tables must hold exactly the records the synthetic data puts there (same density
+    as the whole dataset, so per-query costs compare), else ValueError. Writes the marker for them."""
+    from collector.index import ordered_rows
+    from collector.tables import TableClients
+
+    clients = TableClients.from_connection_string(connection)
+    low = f"{PREFIX}{View.TIME}"
+    loaded = sorted(n[len(low):] for n in clients.names(low, f"{low}~") if n[len(low):].isdigit())
+    if len(loaded) < first_days:
+        raise ValueError(f"--first-days {first_days}: only {len(loaded)} days have time tables")
+
+    def rows(day: str) -> list[str]:
+        table = clients.get(keys.table_name(PREFIX, View.TIME, day))
+        return [row.key for row in ordered_rows(table.list_entities(), 0)]
+
+    oldest = rows(loaded[0])[-1]  # newest first: the last row is the dataset's first record
+    start = keys.from_inv(int(oldest[:10])).replace(minute=0, second=0)
+    end = start + timedelta(days=first_days)
+    expected: dict[str, int] = {}
+    for item in synthetic_items(records, start, days):
+        if item.when >= end:
+            break
+        expected[keys.day_of(item.when)] = expected.get(keys.day_of(item.when), 0) + 1
+    last = f"{keys.inv(end):010d}"  # order keys sort newest first: a row before `end` sorts after this
+    found = {day: sum(key[:10] > last for key in rows(day)) for day in sorted(expected)}
+    if found != expected:
+        short = {day: (found[day], expected[day]) for day in expected if found[day] != expected[day]}
+        raise ValueError(f"--first-days {first_days}: days not completely loaded (rows, expected): {short}")
+    dataset = Dataset(sum(expected.values()), start, end)
+    write_marker(connection, dataset)
+    return dataset
+
+
 def stop_instance() -> None:
     import signal
 
@@ -617,15 +721,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-only", action="store_true", help="build (or find) the index and stop")
     parser.add_argument("--stop", action="store_true", help="stop the benchmark Azurite and forget the index")
     parser.add_argument("--no-docs", action="store_true", help="print the numbers without updating docs/performance.md")
+    parser.add_argument("--first-days", type=int, metavar="D",
+                        help="measure the first D days of a load stopped after them (checked record by day), "
+                             "as a dataset of its own")
     args = parser.parse_args(argv)
     if args.stop:
         stop_instance()
         return 0
-    connection, dataset = ensure_dataset(args.records, args.days)
+    if args.first_days:
+        found = running_instance()
+        if found is None:
+            parser.error("--first-days: no benchmark Azurite is running")
+        connection = found[1]
+        try:
+            dataset = mark_first_days(connection, args.records, args.days, args.first_days)
+        except ValueError as exc:
+            parser.error(str(exc))
+        print(f"measuring the first {args.first_days} days: {dataset.records:,} records", file=sys.stderr)
+    else:
+        connection, dataset = ensure_dataset(args.records, args.days)
     if args.load_only:
         return 0
+    before = load_average()
     results = measure(connection, dataset, args.reps)
-    text = render(results, dataset)
+    text = render(results, dataset, (before, load_average()), (args.records, args.days) if args.first_days else None)
     print(text)
     if not args.no_docs:
         update_performance_md(text)

@@ -57,3 +57,27 @@ def test_dataset_and_fingerprint_are_the_same_in_another_process():
                               env={"PYTHONHASHSEED": seed, "PATH": ""}, cwd=bench.REPO_ROOT).stdout
                for seed in ("1", "2")}
     assert len(outputs) == 1 and outputs.pop().split()[0] == bench.layout_fingerprint()
+
+
+def test_the_meter_tells_queries_from_point_reads_and_the_section_shows_them():
+    class Transport:  # the seam the meter wraps: collector.tables' shared transport has this one method
+        def send(self, request, **kwargs):
+            return request.url
+
+    class Request:
+        def __init__(self, url):
+            self.url = url
+
+    transport = Transport()
+    meter = bench._Meter(transport)
+    base = "http://127.0.0.1:1/devstoreaccount1/"
+    for url in (base + "benchk20260101()?$filter=x", base + "bencht20260101(PartitionKey='03',RowKey='9')",
+                base + "bencht20260101(PartitionKey='04',RowKey='8')", base + "Tables"):
+        assert transport.send(Request(url)) == url
+    queries, points, _, _ = meter.snapshot()
+    assert (queries, points) == (1, 2)
+    scenario = bench.Scenario("(a) one user", 0.3, [0.2, 0.4], [100, 64], [(3, 40, 0.03, 0.2), (5, 99, 0.05, 0.5)],
+                              [False, True])
+    dataset = bench.Dataset(500_000, datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
+    text = bench.render([scenario], dataset, (1.5, 2.5))
+    assert "| (a) | 4 | 70 | 10.0 | 5.0 | 1 of 2 |" in text and "load average 1.5 at the start and 2.5" in text
