@@ -16,18 +16,18 @@ BLOBS = PER_DAY * 30.44 / (212_794 / 850)  # 243,184 content blobs a month (250.
 def test_steady_month_of_a_10000_seat_tenant_worked_by_hand() -> None:
     e = estimate(Scenario(users=10_000, hot_days=31, years=7))
     gb = PER_DAY / 1e9
-    assert e.steady["hot index storage"] == pytest.approx(gb * 31 * 297 * 0.045, rel=1e-9)  # $0.83
+    assert e.steady["hot index storage"] == pytest.approx(gb * 31 * 295 * 0.045, rel=1e-9)  # $0.82
     # 7 years = 2,556.75 days: 30 in Cool, the rest in Cold
     assert e.steady["cold tier storage"] == pytest.approx(gb * 230.9 * (30 * 0.0152 + 2526.75 * 0.0036), rel=1e-9)
     # Hot 10 d, Cool 80 d, Cold 275 d, Archive 2,191.75 d
     assert e.steady["raw archive storage"] == pytest.approx(
         gb * 194 * (10 * 0.0208 + 80 * 0.0152 + 275 * 0.0036 + 2191.75 * 0.00099), rel=1e-9)  # $1.78
-    table = (PER_DAY * 30.44 / 1000 * 25.8 + BLOBS * 3) / 1e4 * 0.00036
+    table = (PER_DAY * 30.44 / 1000 * 31.5 + BLOBS * 3) / 1e4 * 0.00036
     # Bundles (the default): each original is written, read by compaction and by the bundle pass;
     # 5 bundles a day (77.6 MB per content type, under 128 MiB) are written and take three set-tiers.
     bundles = 5 * 30.44
     blob = BLOBS * (0.05 + 0.004 + 0.004) / 1e4 + bundles * (0.05 + 0.10 + 0.18 + 0.10) / 1e4
-    assert e.steady["transactions"] == pytest.approx(table + blob, rel=1e-9)  # $1.50
+    assert e.steady["transactions"] == pytest.approx(table + blob, rel=1e-9)  # $1.51
     unbundled = estimate(Scenario(users=10_000, hot_days=31, years=7, bundles=False))
     assert unbundled.steady["transactions"] == pytest.approx(
         table + BLOBS * (0.05 + 0.004 + 0.10 + 0.18 + 0.10) / 1e4, rel=1e-9)  # $10.64: every content blob tiered
@@ -47,7 +47,7 @@ def test_steady_month_of_a_10000_seat_tenant_worked_by_hand() -> None:
 def test_totals_add_the_months_as_the_stores_fill() -> None:
     e = estimate(Scenario(users=10_000, hot_days=31, years=1))
     # month 1 holds 30.44 days of index, months 2 to 12 the full 31
-    assert e.total["hot index storage"] == pytest.approx(PER_DAY / 1e9 * 297 * 0.045 * (30.44 + 11 * 31), rel=1e-9)
+    assert e.total["hot index storage"] == pytest.approx(PER_DAY / 1e9 * 295 * 0.045 * (30.44 + 11 * 31), rel=1e-9)
     # the flows are the same every month once the lifecycle reached its last tier; before that fewer set-tiers
     assert e.total["Functions"] == pytest.approx(12 * e.steady["Functions"], rel=1e-9)
     assert e.total["transactions"] < 12 * e.steady["transactions"]
@@ -67,8 +67,8 @@ def test_cli_prints_the_table_with_its_sources(capsys: pytest.CaptureFixture[str
     assert cli.main(["cost", "--users", "10000"]) == 0
     out = capsys.readouterr().out
     lines = {line.split("  ")[0].strip(): line.split() for line in out.splitlines() if "  " in line}
-    assert lines["hot index storage"][-2:] == ["$2.41", "$199.71"]  # the default 90 hot days
-    assert lines["AuditKeep all-in"][-2:] == ["$11.98", "$784.54"]
+    assert lines["hot index storage"][-2:] == ["$2.39", "$198.36"]  # the default 90 hot days
+    assert lines["AuditKeep all-in"][-2:] == ["$11.98", "$784.24"]
     assert lines["Sentinel (PAYG, all billed)"][-2:] == ["$488.08", "$35,127"]
     assert "10,000 seats, hot index 90 days, retention 7 years" in out
     assert "measured (2026-12-04)" in out and "docs/prices.md" in out
