@@ -157,7 +157,7 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
         expired = sum(t.expired for t in listing.types)  # listed already past contentExpiration
         pipeline_transactions = ceiling_entities = ceiling_transactions = 0
         blobs: list[Any] = []
-        sizes: dict[str, list[int]] = {letter: [] for letter in (keys.VIEWS[0], keys.KEYS_TABLE)}
+        sizes: dict[str, list[int]] = {letter: [] for letter in (keys.VIEWS[0], keys.KEYS_TABLE, keys.IDS_TABLE)}
         id_entries: set[tuple[str, str]] = set()
         unique: set[tuple[str, str, str]] = set()
         for number in range(1, rounds + 1):
@@ -189,7 +189,7 @@ def ingestion(records_per_hour: int, days: int, workers: int, seed: int, rounds:
                         if (table, entity["PartitionKey"], entity["RowKey"]) not in unique:
                             unique.add((table, entity["PartitionKey"], entity["RowKey"]))
                             sizes[view].append(billed_entity_bytes(entity))
-                        if view == keys.KEYS_TABLE and entity["RowKey"].startswith("i"):
+                        if view == keys.IDS_TABLE:
                             id_entries.add((table, entity["RowKey"]))
                 blobs.append(name)
             batches = full_batches(entities)

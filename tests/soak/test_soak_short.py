@@ -63,7 +63,7 @@ def test_the_check_finds_a_lost_row_a_lost_blob_a_duplicate_and_changed_bytes(so
     record = row_blob.records[0]
     _, when = normalize_record(record, row_blob.content_type, row_blob.content_created)
     rk = keys.kid(record["Id"]) + keys.org_suffix(record["OrganizationId"], tenant)
-    services.tables.get(keys.table_name(prefix, keys.KEYS_TABLE, keys.day_of(when))).delete_entity(
+    services.tables.get(keys.table_name(prefix, keys.IDS_TABLE, keys.day_of(when))).delete_entity(
         keys.id_partition(rk, keys.KEY_SHARDS), keys.id_entry_key(rk))
     record2 = twice_blob.records[0]
     entry2, when2 = normalize_record(record2, twice_blob.content_type, twice_blob.content_created)
