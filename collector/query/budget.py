@@ -36,6 +36,12 @@ class Charge(Protocol):
     def __call__(self, tier: Tier = "hot") -> None: ...
 
 
+class RequestsSpent(Exception):
+    """Raised by `Budget.charge_request` once the requests are spent: the reader stops before its
+    next storage request, while the rows it already read still reach the page (control flow of the
+    query service, never an error shown to a user)."""
+
+
 class Budget:
     """Counters against limits; `charge_request` is safe from several threads (read-ahead)."""
 
@@ -46,12 +52,18 @@ class Budget:
         self.deadline = None if seconds is None else timer() + seconds
         self.requests = 0
         self.rows = 0
+        # Until the reader's first row (or day mark) is used, requests are never refused: every
+        # page and export moves its position, so paging always ends.
+        self.progressed = False
         self.by_tier: dict[Tier, int] = {}
         self._lock = threading.Lock()
 
     def charge_request(self, tier: Tier = "hot") -> None:
-        """One storage request made (a day-table probe or a page of one; a cold blob read)."""
+        """One storage request made (a day-table probe or a page of one; a cold blob read); raises
+        RequestsSpent instead once `requests` have been made and the reader has moved on."""
         with self._lock:
+            if self.progressed and self.requests >= self.max_requests:
+                raise RequestsSpent(f"{self.requests} storage requests spent")
             self.requests += 1
             self.by_tier[tier] = self.by_tier.get(tier, 0) + 1
 
@@ -73,6 +85,12 @@ class Budget:
     @property
     def out_of_time(self) -> bool:
         return self.deadline is not None and self.timer() > self.deadline
+
+    @property
+    def reading_spent(self) -> bool:
+        """Whether the rows or the time are spent: a page stops even with rows in hand. (Spent
+        requests stop it only when it needs another: charge_request raises.)"""
+        return self.rows >= self.max_rows or self.out_of_time
 
     @property
     def spent(self) -> bool:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from .. import keys
 from ..models import AuditEntry, View
 from ..timeutil import SystemClock
-from .budget import EXPORT_REQUESTS, PAGE_REQUESTS, PAGE_ROWS, PAGE_SECONDS, Budget, Charge, Tier
+from .budget import EXPORT_REQUESTS, PAGE_REQUESTS, PAGE_ROWS, PAGE_SECONDS, Budget, Charge, RequestsSpent, Tier
 from .matcher import matcher
 from .params import Params, QueryPlan, parse_request
 
@@ -140,6 +140,7 @@ class Export:
                     self._stop(reason, position)
                     return
                 position = item.key
+                budget.progressed = True
                 if not isinstance(item, Mark):
                     self.scanned += 1
                     budget.charge_row()
@@ -155,7 +156,7 @@ class Export:
                             looking_ahead = True
                             budget.narrow(requests=service.page_requests, rows=service.scan_budget_rows,
                                           seconds=service.scan_budget_seconds)
-                if budget.spent:
+                if budget.reading_spent:
                     self._stop("limit" if looking_ahead else "time" if budget.out_of_time else "requests", position)
                     return
         finally:
@@ -238,7 +239,7 @@ class QueryService:
                 if item.key != last:  # the same record cannot come twice, but be sure (marks do)
                     last = item.key
                     yield item
-        except _Spent:
+        except (_Spent, RequestsSpent):
             yield SPENT
         finally:
             for chain in chains:
@@ -327,6 +328,7 @@ class QueryService:
                 if item is SPENT:
                     return Page(entries, position, budget.rows, budget.requests, budget.tiers)
                 position = item.key
+                budget.progressed = True
                 if not isinstance(item, Mark):
                     budget.charge_row()
                     if match(item.entry):
@@ -334,7 +336,9 @@ class QueryService:
                             return Page(entries, last_emitted, budget.rows, budget.requests, budget.tiers)
                         entries.append(item.entry)
                         last_emitted = item.key
-                if budget.spent:
+                # Rows already read are used even when the requests are spent (a day's postings
+                # resolved by the read-ahead); the stream ends with SPENT when it needs another.
+                if budget.reading_spent:
                     return Page(entries, position, budget.rows, budget.requests, budget.tiers)
         finally:
             stream.close()
