@@ -42,8 +42,16 @@ def test_every_rule_fires_on_its_story_and_never_on_normal_traffic(world: World)
         assert len(fired) == 1, (name, story.rule, by_rule.get(story.rule))
     expected = len(stories.STORIES) + sum(len(extra) for extra in ALSO.values())
     assert len(found) == expected, sorted(a["rule"] for a in found)
-    for alert in found:  # quiet on normal traffic: every alert is made of story records only
-        assert set(alert["recordIds"]) <= every_story_id, alert
+    also = {rule for extra in ALSO.values() for rule in extra}
+    for alert in found:  # quiet on normal traffic
+        ids = set(alert["recordIds"])
+        if alert["rule"] in also:
+            # A threshold a story also crosses counts the victim's whole window: which of the
+            # user's normal records of that window the alert lists depends on the order the
+            # content blobs are processed in (the drain's batches), but the story's are there.
+            assert ids & every_story_id, alert
+        else:
+            assert ids <= every_story_id, alert  # the other alerts are made of story records only
         assert set(alert) >= {"id", "rule", "severity", "time", "user", "summary", "recordIds", "count"}
 
     # Filters and order of GET /api/alerts.
