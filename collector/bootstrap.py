@@ -9,6 +9,8 @@ client, and so never needs its credentials; `api` checks them (ConfigError) when
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -68,11 +70,15 @@ class Services:
 
     `clock` is the only source of "now" for every service built here. `api`, when given, is used
     instead of building a client from the settings (tests: a client with a short retry back-off).
+    `query_timer` is the query service's monotonic clock for its per-page seconds (tests that
+    compare answers byte for byte stop it, so that a loaded machine cannot end a page early).
     """
 
-    def __init__(self, settings: Settings, *, clock: Clock | None = None, api: ManagementApiClient | None = None) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, api: ManagementApiClient | None = None,
+                 query_timer: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        self.query_timer = query_timer
         if api is not None:
             self.api = api  # fills the cached property: it is never built from the settings
 
@@ -176,7 +182,7 @@ class Services:
 
         s = self.settings
         return QueryService(self.query_view, max_range_days=s.query_max_range_days, max_export_rows=s.query_max_export_rows,
-                            clock=self.clock)
+                            clock=self.clock, timer=self.query_timer)
 
     @cached_property
     def health(self) -> HealthReporter:
