@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 import requests
 
 from . import azurite
-from .bench import BENCH_DIR, billed_entity_bytes, start_simulator
+from .benchkit import BENCH_DIR, billed_entity_bytes, start_simulator
 from .sections import write_section
 
 CONTENT_TYPES = ("Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.SharePoint", "Audit.General", "DLP.All")

@@ -42,8 +42,8 @@ from urllib.parse import urlsplit
 import requests
 
 from . import azurite
-from .bench import BENCH_DIR, start_simulator
 from .bench_ingest import CONTENT_TYPES, table_role
+from .benchkit import BENCH_DIR, start_simulator
 
 
 class Phases:

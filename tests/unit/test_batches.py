@@ -7,7 +7,7 @@ from collector import keys
 from collector.index import BATCH_BYTES, BATCH_LIMIT, IndexItem, plan_batches
 from collector.models import AuditEntry
 from collector.timeutil import format_record_time
-from devtools.bench import full_batches
+from devtools.benchkit import full_batches
 
 TENANT = "7f3c1e2a-4b5d-4c6e-8f90-1a2b3c4d5e6f"
 WHEN = datetime(2026, 11, 25, 3, 4, 5, tzinfo=UTC)

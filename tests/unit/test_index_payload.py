@@ -22,7 +22,7 @@ from collector.index import (
 from collector.models import AuditEntry, View
 from collector.timeutil import format_record_time
 from devtools import legacy_index
-from devtools.bench import billed_entity_bytes
+from devtools.benchkit import billed_entity_bytes
 
 TENANT = "7f3c1e2a-4b5d-4c6e-8f90-1a2b3c4d5e6f"
 WHEN = datetime(2026, 11, 25, 3, 4, 5, tzinfo=UTC)
