@@ -113,11 +113,17 @@ _VIEW_LETTER = {View.USER: "u", View.OPERATION: "o"}
 _ID_LETTERS: tuple[str, ...] = (keys.IDS_TABLE, keys.KEYS_TABLE, View.ID)
 
 
-def _view_letters(view: View) -> tuple[str, ...]:
+def view_letters(view: View) -> tuple[str, ...]:
     """The day tables that may hold `view`, in either format."""
     if view == View.TIME:
         return (View.TIME,)
     return _ID_LETTERS if view == View.ID else (keys.KEYS_TABLE, view)
+
+
+def table_days(clients: TableClients, prefix: str, letter: str) -> set[str]:
+    """Days (yyyyMMdd) that have a `{prefix}{letter}{day}` table (one listing)."""
+    low = f"{prefix}{letter}"
+    return {n[len(low):] for n in clients.names(low, f"{low}~") if len(n) == len(low) + 8 and n[len(low):].isdigit()}
 
 
 @dataclass(frozen=True)
@@ -575,10 +581,7 @@ class AuditIndex:
         now = time.monotonic()
         cached = self._listing.get(letter)
         if cached is None or refresh or now - cached[0] > TABLE_CACHE_SECONDS:
-            low = f"{self.prefix}{letter}"
-            names = self.clients.names(low, f"{low}~")
-            days = {n[len(low):] for n in names if len(n) == len(low) + 8 and n[len(low):].isdigit()}
-            cached = (now, days)
+            cached = (now, table_days(self.clients, self.prefix, letter))
             self._listing[letter] = cached
         return cached[1]
 
@@ -587,12 +590,12 @@ class AuditIndex:
         The id view's days include those whose keys table holds the id entries (written before the
         ids table existed)."""
         days: set[str] = set()
-        for letter in _view_letters(view):
+        for letter in view_letters(view):
             days |= self._days(letter, refresh)
         return days
 
     def _listed_at(self, view: View) -> float:
-        return min(self._listing[letter][0] for letter in _view_letters(view))
+        return min(self._listing[letter][0] for letter in view_letters(view))
 
     # ---------------------------------------------------------------- scans
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from .. import keys
-from ..index import day_locations
+from ..index import day_locations, table_days, view_letters
 from ..models import View
 from ..tables import TableClients
 
@@ -24,10 +23,8 @@ class HotIdView:
         """Days (yyyyMMdd) that have id entries (format 2's ids table, or its keys table on days
         written before the ids table existed, or format 1's id table), oldest first."""
         days: set[str] = set()
-        for letter in (keys.IDS_TABLE, keys.KEYS_TABLE, View.ID):
-            low = f"{self.prefix}{letter}"
-            names = self.clients.names(low, f"{low}~")
-            days.update(n[len(low):] for n in names if len(n) == len(low) + 8 and n[len(low):].isdigit())
+        for letter in view_letters(View.ID):
+            days |= table_days(self.clients, self.prefix, letter)
         return sorted(days)
 
     def locations(self, day: str, since: datetime | None = None) -> Iterator[tuple[str, str, int]]:

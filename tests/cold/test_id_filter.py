@@ -19,13 +19,6 @@ from .data import DAY, DAY_START, special_blob, synthetic_blobs
 from .helpers import collect, hot_hits
 
 
-@pytest.fixture
-def env(storage_connection_string: str, unique_prefix: str) -> dict[str, str]:
-    return {"M365_TENANT_ID": TENANT, "AUDIT_STORAGE_CONNECTION_STRING": storage_connection_string,
-            "AUDIT_TABLE_PREFIX": unique_prefix, "AUDIT_ARCHIVE_CONTAINER": f"{unique_prefix.lower()}-a",
-            "AUDIT_COLD_CONTAINER": f"{unique_prefix.lower()}-c", "AUDIT_QUEUE_NAME": unique_prefix.lower()}
-
-
 def test_every_member_is_a_candidate_and_false_positives_stay_near_one_percent():
     members = [layout.key_hash(f"member-{i}") for i in range(6000)]
     strangers = [layout.key_hash(f"stranger-{i}") for i in range(6000)]

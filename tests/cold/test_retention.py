@@ -36,16 +36,12 @@ def day_start(offset: int) -> datetime:
 
 
 @pytest.fixture
-def env(storage_connection_string: str, unique_prefix: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {
-        "M365_TENANT_ID": TENANT, "AUDIT_STORAGE_CONNECTION_STRING": storage_connection_string,
-        "AUDIT_TABLE_PREFIX": unique_prefix, "AUDIT_ARCHIVE_CONTAINER": f"{unique_prefix.lower()}-a",
-        "AUDIT_COLD_CONTAINER": f"{unique_prefix.lower()}-c", "AUDIT_QUEUE_NAME": unique_prefix.lower(),
-        "HOT_INDEX_RETENTION_DAYS": "10", "COLD_RETENTION_DAYS": "20", "ARCHIVE_RETENTION_DAYS": "30",
-    }
-    for name, value in values.items():
+def env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The cold tests' storage settings (conftest.py) with short retention in every tier."""
+    retention = {"HOT_INDEX_RETENTION_DAYS": "10", "COLD_RETENTION_DAYS": "20", "ARCHIVE_RETENTION_DAYS": "30"}
+    for name, value in retention.items():
         monkeypatch.setenv(name, value)
-    return values
+    return {**env, **retention}
 
 
 def hot_days(services: Services) -> dict[View, set[str]]:
