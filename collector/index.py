@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient
 
 from . import keys
 from .errors import IndexFormatError
@@ -571,9 +571,8 @@ class AuditIndex:
         return sum(len(chunk) for _, chunk in batches)
 
     def _submit(self, table: str, chunk: list[dict[str, Any]]) -> None:
-        operations = [("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in chunk]
-        # write: a day table dropped by prune-index in another process is recreated, not a failure
-        self.clients.write(table, lambda client: client.submit_transaction(operations))
+        # upsert goes through write: a day table dropped by prune-index in another process is recreated
+        self.clients.upsert(table, chunk)
 
     # ---------------------------------------------------------------- listing
 

@@ -21,7 +21,7 @@ a failed one without `u` heals when the listing lists it again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -141,17 +141,17 @@ class Ledger:
 
     def mark_queued(self, refs: Iterable[ContentRef], now: datetime) -> None:
         """Record `refs` as queued; all of one content type (a transaction is one partition)."""
-        groups: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
+        groups: dict[str, list[dict[str, Any]]] = {}
         for ref in refs:
             entity = {"PartitionKey": ref.content_type, "RowKey": keys.escape_key(ref.content_id),
                       "c": format_iso(ref.content_created), "q": format_iso(now), "u": ref.content_uri,
                       "x": format_iso(ref.content_expiration)}
             name = keys.ledger_table(self.prefix, ref.content_created)
-            groups.setdefault(name, []).append(("upsert", entity, {"mode": UpdateMode.MERGE}))
-        for name, operations in groups.items():
-            for i in range(0, len(operations), TRANSACTION_LIMIT):
-                chunk = operations[i:i + TRANSACTION_LIMIT]
-                self.clients.write(name, _transaction(chunk))
+            groups.setdefault(name, []).append(entity)
+        for name, entities in groups.items():
+            for i in range(0, len(entities), TRANSACTION_LIMIT):
+                # merge: a row already indexed (a listing seen twice) keeps its state
+                self.clients.upsert(name, entities[i:i + TRANSACTION_LIMIT], UpdateMode.MERGE)
 
     def status(self, ref: ContentRef) -> LedgerStatus | None:
         row = self._row(ref)
@@ -268,10 +268,6 @@ class _Totals:
 
 def _time(value: Any) -> datetime | None:  # Any: an entity property as the SDK returns it
     return parse_time(str(value)) if value else None
-
-
-def _transaction(operations: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> Callable[[TableClient], object]:
-    return lambda table: table.submit_transaction(operations)
 
 
 def _due(row: dict[str, Any], now: datetime) -> bool:

@@ -23,14 +23,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.core.pipeline.transport import HttpRequest, HttpResponse, HttpTransport, RequestsTransport
 from azure.core.rest import HttpRequest as RestHttpRequest
 from azure.core.rest import HttpResponse as RestHttpResponse
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from . import transaction
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,12 @@ class TableClients:
                 self._created.discard(name)
             self.create(name)
             return action(self.get(name))
+
+    def upsert(self, name: str, entities: Sequence[Mapping[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> None:
+        """Upsert `entities` (one partition, at most transaction.LIMIT) into table `name` in one
+        transaction (transaction.py: a hand-encoded batch, about 6x less client CPU than the SDK's),
+        through `write`: a table dropped meanwhile is recreated."""
+        self.write(name, lambda client: transaction.upsert(client, entities, mode))
 
     def delete(self, name: str) -> None:
         """Delete the table (nothing happens when it does not exist)."""
