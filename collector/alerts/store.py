@@ -2,13 +2,13 @@
 
 | table | PartitionKey | RowKey | what |
 |---|---|---|---|
-| `{p}alerts` | `a` | `{inv(time):010}{id}` (newest first) | one alert: its JSON fields as properties, `queued`, `delivered` |
+| `{p}alerts` | `a` | `{inv(time):010}{id}` (newest first) | one alert: its JSON fields as properties, `queued`, `delivered`, and while an instance sends it `leaseOwner`, `leaseUntil` (deliver.py) |
 | `{p}alertw{yyyyMMdd}` (day of the window's start) | `{start epoch}` | `{rule}~{key hash}~{record hash}` | a record that matched a threshold rule: `w` its window (`{rule}~{key hash}`), `id` its id, `v` the values its tests read |
 | `{p}alertseen` | rule | key hash | first-seen keys: `first`, `last`, `opened` (the record that opened the episode), `openedAt` |
 
 Alerts are inserted with `create_entity` (insert-if-not-exists: a second writer of the same id
 gets a conflict and stores nothing); window rows are upserts of deterministic keys (a repeated
-record rewrites its own row); first-seen episodes change under an ETag condition. Window tables
+record rewrites its own row); first-seen episodes and delivery leases change under an ETag condition. Window tables
 are dropped after WINDOW_DAYS (`prune`); late content older than that opens no window.
 """
 
@@ -92,8 +92,26 @@ class AlertTable:
     def mark_queued(self, alert: Alert) -> None:
         self._merge(alert_row_key(alert.time, alert.id), {"queued": True})
 
-    def mark_delivered(self, row_key: str, outputs: Sequence[str]) -> None:
-        self._merge(row_key, {"delivered": ",".join(sorted(set(outputs)))})
+    def read(self, row_key: str) -> tuple[dict[str, Any], str] | None:
+        """The alert row and its ETag (deliver.py's claim is conditional on it); None when not stored."""
+        try:
+            entity = self.tables.get(self.name).get_entity(PARTITION, row_key)
+        except HttpResponseError as exc:
+            if _missing(exc):
+                return None
+            raise
+        return dict(entity), str(entity.metadata["etag"])
+
+    def update(self, row_key: str, values: Mapping[str, Any], etag: str) -> str | None:
+        """MERGE `values` into the row if nobody changed it since `etag`: its new ETag, or None when
+        another writer changed it first (412, ResourceModifiedError)."""
+        entity = {"PartitionKey": PARTITION, "RowKey": row_key, **values}
+        try:
+            meta = self.tables.write(self.name, lambda client: client.update_entity(
+                entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified))
+        except ResourceModifiedError:
+            return None
+        return str(meta["etag"])
 
     def _merge(self, row_key: str, values: dict[str, Any]) -> None:
         entity = {"PartitionKey": PARTITION, "RowKey": row_key, **values}
@@ -289,6 +307,11 @@ class AlertQueue:
 
     def send(self, alert: Alert) -> None:
         self.client.send_message(encode_message(alert), time_to_live=MESSAGE_TTL_SECONDS)
+
+    def send_later(self, body: str, delay_seconds: int) -> None:
+        """The message `body` again, invisible for `delay_seconds` (deliver.py: an alert another
+        instance is delivering is looked at again once that instance's lease has run out)."""
+        self.client.send_message(body, visibility_timeout=delay_seconds, time_to_live=MESSAGE_TTL_SECONDS)
 
     def drain(self, deliver: Callable[[str], object], *, max_dequeue: int = 5, visibility_timeout: int = 60) -> int:
         """What the deliver_alert queue function does, in-process (`python -m collector collect`,

@@ -96,7 +96,7 @@ class AlertServices:
                                                                   message_encode_policy=TextBase64EncodePolicy())
             with contextlib.suppress(AzureError):  # exists (or made by the template); a real failure shows at send
                 output.create_queue()
-        return Deliverer(self.table, webhook=webhook, output_queue=output)
+        return Deliverer(self.table, webhook=webhook, output_queue=output, retry=self.queue, clock=self.clock)
 
     def deliver_queued(self) -> int:
         """Deliver what the alert queue holds, in-process (the deliver_alert function's work)."""

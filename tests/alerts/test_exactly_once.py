@@ -76,5 +76,6 @@ def test_duplicates_redelivery_late_content_and_two_instances_give_one_alert_eac
     queued = [json.loads(m.content)["id"] for m in one.alerts.queue.client.peek_messages(max_messages=32)]
     # A delivery message per alert. Two instances meeting the same new alert at once may both queue it
     # (the second sees it stored but not yet marked queued: engine.raise_alert covers a crash there),
-    # so a message can repeat; the deliverer sends each output of an alert once (test_delivery.py).
+    # so a message can repeat; the deliverer's lease on the alert row sends each output once
+    # (test_delivery.py).
     assert sorted(set(queued)) == sorted(a["id"] for a in found) and len(queued) <= 2 * len(found)
