@@ -26,6 +26,7 @@ from .index import AuditIndex
 from .settings import Settings
 from .tables import TableClients
 from .timeutil import Clock, SystemClock
+from .transport import storage_transport
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -89,10 +90,11 @@ class Services:
     def _storage_client(self, client_class: type[_StorageClient], service: str) -> _StorageClient:
         """A storage SDK client: the managed identity in Azure, a connection string locally."""
         s = self.settings
+        options = {**_STORAGE_RETRY, "transport": storage_transport()}  # transport.py: the environment read once
         if s.uses_managed_identity_storage:
-            return client_class(s.storage_endpoint(service), credential=self._credential, **_STORAGE_RETRY)
+            return client_class(s.storage_endpoint(service), credential=self._credential, **options)
         try:
-            return client_class.from_connection_string(s.storage_connection_string.reveal(), **_STORAGE_RETRY)
+            return client_class.from_connection_string(s.storage_connection_string.reveal(), **options)
         except ValueError as exc:  # the SDK's "Connection string is either blank or malformed."
             raise StorageSettingsError([
                 f"AUDIT_STORAGE_CONNECTION_STRING is not a storage connection string ({exc}); expected "

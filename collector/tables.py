@@ -33,6 +33,7 @@ from azure.core.rest import HttpResponse as RestHttpResponse
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from . import transaction
+from .transport import storage_transport
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,7 @@ class TableClients:
     def __init__(self, service: TableServiceClient, **client_options: Any) -> None:
         self.service = service  # for query_tables only: it never builds child clients
         self._options = client_options
-        transport = RequestsTransport()
-        transport.open()  # now, not lazily from several threads at once
-        self._transport = _SharedTransport(transport)
+        self._transport = _SharedTransport(storage_transport())
         self._clients: dict[str, TableClient] = {}
         self._created: set[str] = set()  # tables this process has made sure of: one request each
         self._lock = threading.Lock()
