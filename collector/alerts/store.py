@@ -3,7 +3,7 @@
 | table | PartitionKey | RowKey | what |
 |---|---|---|---|
 | `{p}alerts` | `a` | `{inv(time):010}{id}` (newest first) | one alert: its JSON fields as properties, `queued`, `delivered`, and while an instance sends it `leaseOwner`, `leaseUntil` (deliver.py) |
-| `{p}alertw{yyyyMMdd}` (day of the window's start) | `{start epoch}` | `{rule}~{key hash}~{record hash}` | a record that matched a threshold rule: `w` its window (`{rule}~{key hash}`), `id` its id, `v` the values its tests read |
+| `{p}alertw{yyyyMMdd}` (day of the window's start) | `{epoch of the start's hour}` | `{rule}~{key hash}~{start epoch}~{record hash}` | a record that matched a threshold rule: `w` its window (`{rule}~{key hash}~{start epoch}`), `id` its id, `v` the values its tests read |
 | `{p}alertseen` | rule | key hash | first-seen keys: `first`, `last`, `opened` (the record that opened the episode), `openedAt` |
 
 Alerts are inserted with `create_entity` (insert-if-not-exists: a second writer of the same id
@@ -28,6 +28,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from .. import transaction
 from ..errors import MessageFormatError
 from ..keys import epoch, inv
 from ..tables import TableClients, table_missing
@@ -165,30 +166,27 @@ def from_entity(entity: dict[str, Any]) -> Alert:
 class WindowTable:
     """Threshold windows: one row per matching record, in day tables dropped after WINDOW_DAYS.
 
-    The windows that start at one moment share a partition (every rule and key: a blob's records
-    mostly fall in one or two window starts), and a window is the row key's prefix, `{rule}~{key
-    hash}` (also the property `w`). So a content blob's rows are written in one transaction per
-    (start, 100 rows), and the windows it touched read back with one query per (start,
-    WINDOWS_PER_QUERY windows): a small constant number of requests per blob, whatever the number of
-    rules and keys it meets."""
+    The windows that start in one hour share a partition (engine.partition_of: every rule, key and
+    start; a blob's records mostly fall in one or two hours), and a window is the row key's prefix,
+    `{rule}~{key hash}~{start epoch}` (also the property `w`). So a content blob's rows are written
+    in one transaction per (partition, 100 rows), and the windows it touched read back with one
+    query per (partition, WINDOWS_PER_QUERY windows): a small constant number of requests per blob,
+    whatever the number of rules, keys and window starts it meets. `start` below is the
+    partition's hour; its day names the table (a window's start and its hour share a day)."""
 
     def __init__(self, tables: TableClients, prefix: str) -> None:
         self.tables = tables
         self.prefix = prefix
 
     def add(self, start: datetime, rows: Mapping[str, Sequence[WindowRow]]) -> None:
-        """Upsert the rows of the windows (`{rule}~{key hash}`) that start at `start`."""
+        """Upsert the rows of the windows (engine.window_name) of the partition `start`."""
         partition = str(epoch(start))
         entities = [{"PartitionKey": partition, "RowKey": f"{window}~{_record_hash(row.record)}", "w": window,
                      "id": row.record, "v": json.dumps(row.values, separators=(",", ":"), ensure_ascii=False)}
                     for window, window_rows in rows.items() for row in window_rows]
-        for offset in range(0, len(entities), 100):  # a transaction holds at most 100 entities
-            chunk: list[tuple[str, dict[str, Any]]] = [("upsert", entity) for entity in entities[offset:offset + 100]]
-
-            def submit(client: TableClient, operations: list[tuple[str, dict[str, Any]]] = chunk) -> object:
-                return client.submit_transaction(operations)
-
-            self.tables.write(window_table(self.prefix, start), submit)
+        name = window_table(self.prefix, start)
+        for offset in range(0, len(entities), transaction.LIMIT):  # hand-encoded: 6x less CPU than the SDK's
+            self.tables.upsert(name, entities[offset:offset + transaction.LIMIT])
 
     def rows(self, start: datetime, windows: Sequence[str], limit: int) -> dict[str, list[WindowRow]]:
         """Each window's rows (at most `limit` of each)."""

@@ -1,6 +1,6 @@
 """The rules' storage on Azurite, request by request: a blob's window rows written in a transaction
-per window start and 100 rows and read back in a query per 14 windows, whatever the number of rules
-and keys; first-seen sightings decided once per (rule, key) and blob, and not at all when this
+per partition (the hour of the windows' starts) and 100 rows and read back in a query per 14
+windows, whatever the number of rules, keys and starts; first-seen sightings decided once per (rule, key) and blob, and not at all when this
 process knows them to change nothing."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from collector.alerts.engine import AlertEngine, WindowRow, key_hash, window_name
+from collector.alerts.engine import AlertEngine, WindowRow, key_hash, partition_of, window_name
 from collector.alerts.rules import load_rules
 from collector.alerts.store import AlertTable, SeenTable, WindowTable, seen_table, window_table
 from collector.collect import content_items, parse_records
@@ -37,23 +37,37 @@ def spy(tables: TableClients, name: str, *methods: str) -> collections.Counter[s
     return calls
 
 
-def test_a_blobs_windows_are_written_per_start_and_read_back_per_14_windows(storage_connection_string: str,
-                                                                          unique_prefix: str) -> None:
+def test_a_blobs_windows_are_written_per_hour_and_read_back_per_14_windows(storage_connection_string: str,
+                                                                         unique_prefix: str) -> None:
     tables = TableClients.from_connection_string(storage_connection_string)
     store = WindowTable(tables, unique_prefix)
-    calls = spy(tables, window_table(unique_prefix, START), "submit_transaction", "query_entities")
-    small = [window_name("password-guessing", key_hash([f"user{i}@contoso.com"])) for i in range(20)]
-    big = window_name("password-spray", key_hash(["198.51.100.7"]))
+    calls = spy(tables, window_table(unique_prefix, START), "query_entities")
+    upsert = tables.upsert
+
+    def transaction(name: str, entities: Any, *args: Any) -> None:  # one batch request each (transaction.py)
+        calls["transactions"] += 1
+        upsert(name, entities, *args)
+    tables.upsert = transaction  # type: ignore[method-assign]
+    at = int(START.timestamp())
+    assert partition_of(at + 25 * 60) == at  # START is on the hour: its windows and the next 59 minutes' share it
+    # 5-minute windows of two starts and a 3-minute one, of three rules: one partition, the hour.
+    small = [window_name("password-guessing", key_hash([f"user{i}@contoso.com"]), at + 300 * (i % 2)) for i in range(20)]
+    big = window_name("password-spray", key_hash(["198.51.100.7"]), at)
     rows = {window: [WindowRow(f"{window}-r{j}", {"user": f"u{j}"}) for j in range(3)] for window in small}
     rows[big] = [WindowRow(f"spray-{j}", {"user": f"u{j}", "LogonError": "InvalidPassword"}) for j in range(250)]
     store.add(START, rows)
-    assert calls["submit_transaction"] == 4  # 310 rows of 21 windows (2 rules): one transaction per 100
+    assert calls["transactions"] == 4  # 310 rows of 21 windows (2 rules, 2 starts): one transaction per 100
     store.add(START, {big: rows[big][:10]})  # a redelivered blob rewrites its own rows
-    store.add(START + timedelta(minutes=5), {big: [WindowRow("next-window", {"user": "x"})]})  # same day table
-    # A row of the former layout (a partition per rule, key and window) is not read as a window's.
-    tables.get(window_table(unique_prefix, START)).upsert_entity(
-        {"PartitionKey": f"password-spray~{key_hash(['198.51.100.7'])}~{int(START.timestamp())}", "RowKey": "old",
-         "id": "old", "v": "{}"})
+    later = window_name("password-spray", key_hash(["198.51.100.7"]), at + 300)
+    store.add(START, {later: [WindowRow("next-window", {"user": "x"})]})  # the next start, same partition
+    # Rows of the former layouts are not read as a window's: a partition per rule, key and window,
+    # and a partition per start whose windows had no start in their name.
+    client = tables.get(window_table(unique_prefix, START))
+    client.upsert_entity({"PartitionKey": f"password-spray~{key_hash(['198.51.100.7'])}~{at}", "RowKey": "old",
+                          "id": "old", "v": "{}"})
+    former = f"password-spray~{key_hash(['198.51.100.7'])}"
+    client.upsert_entity({"PartitionKey": str(at), "RowKey": f"{former}~{'0' * 32}", "w": former, "id": "older",
+                          "v": "{}"})
     calls.clear()
 
     found = store.rows(START, [*small, big], limit=2000)
@@ -61,7 +75,7 @@ def test_a_blobs_windows_are_written_per_start_and_read_back_per_14_windows(stor
     assert {window: len(found[window]) for window in small} == dict.fromkeys(small, 3)
     assert sorted(row.record for row in found[big]) == sorted(f"spray-{j}" for j in range(250))
     assert found[big][0].values in ({"user": "u0", "LogonError": "InvalidPassword"}, *(r.values for r in rows[big]))
-    assert [r.record for r in store.rows(START + timedelta(minutes=5), [big], limit=10)[big]] == ["next-window"]
+    assert [r.record for r in store.rows(START, [later], limit=10)[later]] == ["next-window"]
 
     # A window at its limit stops the read there; the other windows are read to their end.
     capped = store.rows(START, [small[0], big, small[1]], limit=100)
