@@ -464,9 +464,9 @@ def report(rounds: list[dict[str, Result]], workers: int) -> str:
         "Azure's throughput. GB-s is a floor: on Azure an execution also waits on storage round trips, which "
         "concurrent invocations on one instance overlap (host.json `batchSize`); the wall figure is this machine's "
         "Azurite and load, an upper bound. The peer row keeps only a JSON copy of "
-        "each record: no query views, no raw archive, no duplicates collapsed across content types. Other engineers' "
-        "benchmarks ran on the same two cores at the same time (the load row): rates move with that load, CPU per "
-        "record and requests per record much less. Where the collector's time and CPU go, phase by phase: the section "
+        "each record: no query views, no raw archive, no duplicates collapsed across content types. The load row says "
+        "how busy the two cores were (the collector, Azurite and the simulator make about 2 to 3; more is other "
+        "work): rates move with that load, CPU per record and requests per record much less. Where the collector's time and CPU go, phase by phase: the section "
         "\"Ingest: where the time goes\" below (devtools/profile_ingest.py, devtools/batch_cost.py).",
     ]
     return "\n".join(lines)
