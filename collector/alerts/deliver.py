@@ -130,7 +130,9 @@ class Deliverer:
     puts the message back on the queue, invisible until the lease ends (`retry`), instead of failing
     (which would count towards the poison queue). Each output sent is marked done under the ETag of
     the previous write, renewing the lease; the last mark releases it. A lease that runs out (its
-    holder crashed or stalled) frees the row: the next attempt sends what is not marked done. So a
+    holder crashed or stalled) frees the row: the next attempt sends what is not marked done. A
+    write of another field meanwhile (`queued`) is not a lost lease: `_mark` reads the row again
+    and, while the lease is still ours, writes again. So a
     webhook or output queue sees an alert twice only after a crash between its send and its mark,
     or a send slower than the lease; receivers dedupe on `X-AuditKeep-Alert-Id`."""
 
@@ -163,20 +165,35 @@ class Deliverer:
             try:
                 send(alert)
             except Exception:
-                self._release(row_key, etag, done)  # the host's retry need not wait for the lease
+                self._release(row_key, owner, etag, done)  # the host's retry need not wait for the lease
                 raise
             done.append(name)
             sent.append(name)
             last = index == len(pending) - 1
             values = {"delivered": ",".join(sorted(done)), "leaseOwner": "" if last else owner,
                       "leaseUntil": "" if last else self._lease_end()}
-            renewed = self.rows.update(row_key, values, etag)
+            renewed = self._mark(row_key, owner, etag, values)
             if renewed is None:  # our lease ran out and another attempt claimed the row: it sends the rest
                 log.warning("alerts.lease_lost %s after %s: another attempt goes on", alert.id, name,
                             extra={"alertId": alert.id, "output": name})
                 return sent
             etag = renewed
         return sent
+
+    def _mark(self, row_key: str, owner: str, etag: str, values: Mapping[str, Any]) -> str | None:
+        """`values` written while the lease is ours: the new ETag, or None once another attempt
+        holds it. A write of another field meanwhile (the engine marks the row queued right after
+        queueing its message, so often while it is delivered) is not a lost lease: read again,
+        write again."""
+        for _ in range(CLAIM_ATTEMPTS):
+            written = self.rows.update(row_key, values, etag)
+            if written is not None:
+                return written
+            found = self.rows.read(row_key)
+            if found is None or str(found[0].get("leaseOwner") or "") != owner:
+                return None
+            etag = found[1]
+        raise CollectorError(f"alert {row_key[10:]}: the row changed under {CLAIM_ATTEMPTS} writes in a row; retried")
 
     def _claim(self, row_key: str, owner: str) -> tuple[dict[str, Any], str] | Busy | None:
         """The row and the ETag of our claim on it; Busy when another attempt holds it; None when
@@ -196,9 +213,9 @@ class Deliverer:
                 return entity, claimed
         raise CollectorError(f"alert {row_key[10:]}: the row changed under {CLAIM_ATTEMPTS} claims in a row; retried")
 
-    def _release(self, row_key: str, etag: str, done: list[str]) -> None:
+    def _release(self, row_key: str, owner: str, etag: str, done: list[str]) -> None:
         try:
-            self.rows.update(row_key, {"delivered": ",".join(sorted(done)), "leaseOwner": "", "leaseUntil": ""}, etag)
+            self._mark(row_key, owner, etag, {"delivered": ",".join(sorted(done)), "leaseOwner": "", "leaseUntil": ""})
         except Exception as exc:  # noqa: BLE001 - the send's error is the one raised; the lease then runs out
             log.warning("alerts.lease_not_released %s: %s", row_key[10:], exc, extra={"alertId": row_key[10:]})
 

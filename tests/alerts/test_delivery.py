@@ -20,7 +20,7 @@ import requests
 
 from collector.alerts.deliver import ID_HEADER, LEASE_SECONDS, MAX_DEFERRALS, SIGNATURE_HEADER, webhook_body
 from collector.alerts.engine import Alert
-from collector.alerts.store import AlertTable
+from collector.alerts.store import AlertTable, from_entity
 from collector.bootstrap import Services
 from collector.errors import CollectorError
 from simulator import stories
@@ -228,6 +228,25 @@ def test_a_crashed_attempts_lease_delays_delivery_until_it_runs_out(world: World
     assert [headers[ID_HEADER] for headers, _ in receiver.seen] == [json.loads(body)["id"]]
     row = services.alerts.table.read(json.loads(body)["rowKey"])
     assert row is not None and row[0]["leaseUntil"] == "" and row[0]["delivered"] == "event,webhook"
+
+
+def test_another_write_to_the_row_while_sending_is_not_a_lost_lease(world: World, receiver: Receiver) -> None:
+    stories.publish(world.sim, "audit-disabled", START - timedelta(hours=1))
+    services = _hooked(world, receiver)
+    collect(services)
+    [body] = _bodies(services)
+    deliverer, table = services.alerts.deliverer, services.alerts.table
+    row = table.read(json.loads(body)["rowKey"])
+    assert row is not None
+
+    def marked_queued_meanwhile(url: str, **kwargs: Any) -> requests.Response:
+        table.mark_queued(from_entity(row[0]))  # the engine's mark, racing with this delivery: a new ETag
+        return requests.post(url, **kwargs)
+    deliverer.post = marked_queued_meanwhile
+    assert deliverer.deliver_message(body) == ["event", "webhook"]
+    after = table.read(json.loads(body)["rowKey"])
+    assert after is not None and after[0]["delivered"] == "event,webhook" and after[0]["leaseUntil"] == ""
+    assert len(receiver.seen) == 1
 
 
 def test_teams_and_slack_bodies() -> None:
