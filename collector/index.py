@@ -683,7 +683,13 @@ class AuditIndex:
                         on_request()
                     yield from page
             except ResourceNotFoundError:
-                return  # dropped since the listing was cached
+                # Dropped since the listing was cached (expired after compaction, or prune-index):
+                # forget it, so that the tiered view no longer takes the day for hot.
+                with self._lock:
+                    cached = self._listing.get(letter)
+                    if cached is not None:
+                        cached[1].discard(day)
+                return
 
         low_key, high_key = f"{low_inv:010d}", f"{high_inv + 1:010d}"
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..cold.view import ColdFind
 
 RELIST_SECONDS = 1.0  # a listing is re-read at most this often when a day seems to be missing
+VANISHED_DAYS = 10_000  # bound of the days remembered as dropped from the hot index
 
 
 class HotIndex(Protocol):
@@ -69,6 +70,7 @@ class TieredView:
         self.cold = cold
         self.timer = timer
         self._relisted: dict[View, float] = {}
+        self._vanished: set[str] = set()  # days seen dropped from the hot index, the cold listing re-read since
         self._lock = threading.Lock()
 
     def _cold_days(self) -> frozenset[str]:
@@ -109,7 +111,7 @@ class TieredView:
             for hit in self.hot.scan(view, lo, hi, value=value, after=after, page_size=page_size, on_request=hot_charge):
                 served = True
                 yield hit
-            if not served and cold is not None and self._moved_to_cold(view, day):
+            if not served and cold is not None and self._moved_to_cold(view, day, day in hot_days):
                 yield from self._cold(cold, day, view, value, after, lo_second, hi_second, cold_charge)
 
     @staticmethod
@@ -118,11 +120,14 @@ class TieredView:
         low, high = f"{keys.INV_BASE - hi_second:010d}", f"{keys.INV_BASE - lo_second + 1:010d}"
         return cold.scan(day, view, value=value, after=after, low=low, high=high, charge=charge)
 
-    def _moved_to_cold(self, view: View, day: str) -> bool:
+    def _moved_to_cold(self, view: View, day: str, was_hot: bool) -> bool:
         """After the hot index gave nothing for `day`: whether the day is no longer hot but
         compacted, though the cached listings said otherwise (pruned, or compacted, since they
         were read). Each listing is re-read at most once per RELIST_SECONDS; read-ahead threads
-        wait for a re-listing in progress and then use its result."""
+        wait for a re-listing in progress and then use its result. A day the hot listing held
+        (`was_hot`) and no longer holds (the scan found its table dropped) was expired after its
+        compaction, maybe since the cold listing was read, however recently: the cold listing is
+        then read again, once per such day."""
         if self.cold is None:
             return False
         with self._lock:
@@ -133,6 +138,11 @@ class TieredView:
                 self._relisted[view] = self.timer()
             if day in self.cold.days():
                 return True
+            if was_hot and day not in self._vanished:
+                if len(self._vanished) >= VANISHED_DAYS:
+                    self._vanished.clear()
+                self._vanished.add(day)
+                return day in self.cold.days(refresh=True)
             return self.cold.age() > RELIST_SECONDS and day in self.cold.days(refresh=True)
 
     # ------------------------------------------------------------ by id
