@@ -140,8 +140,9 @@ def test_a_row_opens_the_raw_record_with_a_copy_button(served: str, page: Page, 
     assert page.evaluate("navigator.clipboard.readText()") == text
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
-    # Focus goes back to the row it came from.
-    assert page.evaluate("document.activeElement.closest('tr').dataset.id") == record["id"]
+    # Focus goes back to the row it came from (on the dialog's close event, so wait for it; it
+    # fails after the default timeout if focus never returns).
+    page.wait_for_function("id => document.activeElement?.closest('tr')?.dataset.id === id", arg=record["id"])
 
 
 def test_export_csv_downloads_the_same_records_as_the_api(served: str, page: Page, everything: list[dict[str, Any]]):
