@@ -203,7 +203,8 @@ class Deliverer:
             if found is None:
                 raise CollectorError(f"alert {row_key[10:]} is queued but not stored (row {row_key})")
             entity, etag = found
-            if all(name in delivered(entity) for name, _ in self._outputs()):
+            done = delivered(entity)
+            if all(name in done for name, _ in self._outputs()):
                 return None
             busy = lease_holder(entity, self.clock.now())
             if busy is not None:

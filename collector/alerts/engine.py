@@ -317,11 +317,10 @@ class AlertEngine:
         groups: dict[int, dict[tuple[_Plan, tuple[str, ...], int], dict[str, tuple[dict[str, str | float], Event]]]] = {}
         for (plan, key, epoch_start), rows in windows.items():
             groups.setdefault(partition_of(epoch_start), {})[(plan, key, epoch_start)] = rows
-        parts = [(datetime.fromtimestamp(partition, UTC), by_window) for partition, by_window in groups.items()]
         # One after the other: a pool of threads saved wall time on Azurite but cost more CPU than
         # the rules' matching (bench_alerts), and an instance's throughput is bound by its CPU.
-        for partition, by_window in parts:
-            self._partition(partition, by_window, ref)
+        for partition, by_window in groups.items():
+            self._partition(datetime.fromtimestamp(partition, UTC), by_window, ref)
 
     def _partition(self, partition: datetime, by_window: Mapping[tuple[_Plan, tuple[str, ...], int], Mapping[
             str, tuple[Mapping[str, str | float], Event]]], ref: ContentRef) -> None:

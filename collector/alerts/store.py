@@ -79,12 +79,8 @@ class AlertTable:
         return True
 
     def get(self, row_key: str) -> dict[str, Any] | None:
-        try:
-            return dict(self.tables.get(self.name).get_entity(PARTITION, row_key))
-        except HttpResponseError as exc:
-            if _missing(exc):
-                return None
-            raise
+        found = self.read(row_key)
+        return found[0] if found is not None else None
 
     def queued(self, alert: Alert) -> bool:
         found = self.get(alert_row_key(alert.time, alert.id))
